@@ -1,0 +1,48 @@
+# One entry point for everything a developer or reviewer runs. `make test` first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PY_STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
+
+.PHONY: help install lint format test unit bench clean
+
+help:
+	@echo "make test    install what is missing, lint, type-check, run every test"
+	@echo "make lint    ruff (lint and format check) and mypy"
+	@echo "make unit    unit tests only (no peers)"
+	@echo "make bench   benchmarks under bench/"
+
+$(PY_STAMP): requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+install: $(PY_STAMP) $(NODE_STAMP)
+
+lint: $(PY_STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(PY_STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+test: install lint
+	$(PY) -m pytest
+
+unit: $(PY_STAMP)
+	$(PY) -m pytest tests/unit
+
+bench: install
+	$(PY) bench/webhooks.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache

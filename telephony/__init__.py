@@ -1,0 +1,1 @@
+"""Twilio voice and SMS on Azure Functions."""

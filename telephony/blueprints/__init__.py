@@ -1,0 +1,1 @@
+"""One Blueprint per trigger family; handlers parse, call the domain, render."""

@@ -1,0 +1,95 @@
+"""make_call: place a call now, on an authenticated JSON request."""
+
+from __future__ import annotations
+
+import logging
+
+import azure.functions as func
+
+from telephony.blueprints.http import (
+    MediaTypeError,
+    base_url,
+    json_error,
+    json_response,
+    read_json,
+    unavailable,
+)
+from telephony.calls import CallRequest, parse_call_request
+from telephony.container import get_container
+from telephony.errors import InvalidInputError
+from telephony.logs import log_event
+from telephony.phone import mask
+from telephony.secrets import SecretStoreError
+from telephony.settings import SettingsError
+from telephony.twilio_gateway import (
+    OutboundCall,
+    TwilioRejectedError,
+    TwilioUnavailableError,
+)
+from telephony.twiml import say_response
+
+logger = logging.getLogger(__name__)
+bp = func.Blueprint()  # type: ignore[no-untyped-call]
+
+# Twilio error codes that point at a field of our request.
+_FIELD_OF_TWILIO_CODE = {21211: "to", 21217: "to", 21210: "from", 21212: "from", 21205: "url"}
+# Twilio statuses that mean the request itself was wrong, not our account or Twilio.
+_CALLER_ERRORS = {400, 422}
+
+
+@bp.function_name("make_call")
+@bp.route(route="make_call", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+def make_call(req: func.HttpRequest) -> func.HttpResponse:
+    """POST /api/make_call {"to", "from"?, "say"? | "url"? | "twiml"?} -> 201 {"sid", ...}."""
+    try:
+        container = get_container()
+        settings = container.settings
+        call = parse_call_request(read_json(req), settings.phone_number, settings.allowed_countries)
+        base = base_url(req, settings.public_base_url)
+        created = container.gateway.place_call(_outbound(call, base))
+    except MediaTypeError as exc:
+        return json_error(415, exc.message)
+    except InvalidInputError as exc:
+        return json_error(400, exc.message, exc.field)
+    except (SecretStoreError, SettingsError) as exc:
+        return unavailable(exc, "make_call")
+    except TwilioRejectedError as exc:
+        return _rejected(exc)
+    except TwilioUnavailableError as exc:
+        log_event(
+            logger, "twilio_unavailable", logging.WARNING, function="make_call", reason=str(exc)
+        )
+        return json_error(503, "Twilio is unavailable, try again later", twilio_code=exc.code)
+    log_event(logger, "call_placed", function="make_call", CallSid=created.sid, to=call.to)
+    return json_response({"sid": created.sid, "status": created.status, "to": mask(call.to)}, 201)
+
+
+def _outbound(call: CallRequest, base: str) -> OutboundCall:
+    """Say becomes TwiML; no content at all lets Twilio fetch our voice_url."""
+    twiml = say_response(call.say) if call.say else call.twiml
+    url = call.url if call.url or twiml else f"{base}/api/voice_url"
+    return OutboundCall(
+        to=call.to,
+        from_=call.from_,
+        status_callback=f"{base}/api/status_callback",
+        url=url,
+        twiml=twiml,
+    )
+
+
+def _rejected(exc: TwilioRejectedError) -> func.HttpResponse:
+    log_event(
+        logger,
+        "twilio_rejected",
+        logging.WARNING,
+        function="make_call",
+        status=exc.status,
+        twilio_code=exc.code,
+    )
+    if exc.status in _CALLER_ERRORS:
+        field = _FIELD_OF_TWILIO_CODE.get(exc.code or 0)
+        return json_error(
+            400, f"Twilio rejected the call: {exc.message}", field, twilio_code=exc.code
+        )
+    # 401/403/404 from Twilio mean our account or credentials, not the caller's input.
+    return json_error(502, "Twilio refused the request", twilio_code=exc.code)

@@ -1,0 +1,77 @@
+"""The one place where settings, secrets and adapters are put together.
+
+Built on first use, not at import, and cached for the life of the worker process; tests
+replace it with `set_container`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from telephony.secrets import KeyVaultSecretFetcher, SecretStore
+from telephony.settings import Settings, SettingsError
+from telephony.signature import SignatureValidator
+from telephony.twilio_gateway import Credentials, TwilioGateway
+
+
+@dataclass
+class Container:
+    """Everything the handlers use, built from one environment."""
+
+    settings: Settings
+    secrets: SecretStore
+    gateway: TwilioGateway = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.gateway = TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
+
+    def credentials(self) -> Credentials:
+        """REST credentials; an API key wins over the auth token when both are set."""
+        account_sid = self.settings.account_sid
+        if not account_sid:
+            raise SettingsError("TWILIO_ACCOUNT_SID is not set")
+        if self.settings.api_key_sid:
+            secret = self.secrets.require("TWILIO_API_KEY_SECRET")
+            return Credentials(account_sid, self.settings.api_key_sid, secret)
+        return Credentials(account_sid, account_sid, self.secrets.require("TWILIO_AUTH_TOKEN"))
+
+    def signature_validator(self) -> SignatureValidator:
+        """A validator for the current auth token and, during a rotation, the previous one."""
+        primary = self.secrets.require("TWILIO_AUTH_TOKEN")
+        secondary = self.secrets.get("TWILIO_AUTH_TOKEN_SECONDARY")
+        return SignatureValidator([primary] + ([secondary] if secondary else []))
+
+
+def build_container(env: Mapping[str, str]) -> Container:
+    """A container for `env` (os.environ in the app)."""
+    settings = Settings.from_env(env)
+    fetcher = (
+        KeyVaultSecretFetcher(settings.key_vault_uri, env.get("AZURE_CLIENT_ID") or None)
+        if settings.key_vault_uri
+        else None
+    )
+    secrets = SecretStore(env, fetcher, max_age=settings.secret_cache_seconds)
+    return Container(settings, secrets)
+
+
+_container: Container | None = None
+_lock = threading.Lock()
+
+
+def get_container() -> Container:
+    """The process's container, built from os.environ on first use."""
+    global _container
+    if _container is None:
+        with _lock:
+            if _container is None:
+                _container = build_container(os.environ)
+    return _container
+
+
+def set_container(container: Container | None) -> None:
+    """Replace the container (tests); None makes the next use build a fresh one."""
+    global _container
+    _container = container

@@ -1,0 +1,158 @@
+"""The app's settings: one declaration per setting, read from the environment.
+
+`SETTINGS` is the single list of what the app reads. The README's settings table and the
+infrastructure drift test are both checked against it, so a new setting is declared here
+first, with its meaning.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class SettingSpec:
+    """One app setting: its name, whether it is a secret, its default and its meaning."""
+
+    name: str
+    meaning: str
+    default: str | None = None
+    secret_name: str | None = None  # Key Vault secret name, for secrets
+    local_only: bool = False  # never set in Azure (development and tests)
+
+    @property
+    def is_secret(self) -> bool:
+        return self.secret_name is not None
+
+
+DEFAULT_GREETING = "Hello Monkey!"
+DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
+
+SETTINGS: tuple[SettingSpec, ...] = (
+    SettingSpec("TWILIO_ACCOUNT_SID", "Twilio account SID (AC...)."),
+    SettingSpec(
+        "TWILIO_AUTH_TOKEN",
+        "Twilio auth token: REST auth (unless an API key is set) and webhook signatures.",
+        secret_name="twilio-auth-token",
+    ),
+    SettingSpec(
+        "TWILIO_AUTH_TOKEN_SECONDARY",
+        "Previous auth token, accepted for webhook signatures during a rotation.",
+        secret_name="twilio-auth-token-secondary",
+    ),
+    SettingSpec("TWILIO_API_KEY_SID", "Optional API key SID (SK...) for REST auth."),
+    SettingSpec(
+        "TWILIO_API_KEY_SECRET",
+        "Secret of TWILIO_API_KEY_SID.",
+        secret_name="twilio-api-key-secret",
+    ),
+    SettingSpec("TWILIO_PHONE_NUMBER", "Default sender number, E.164."),
+    SettingSpec(
+        "TWILIO_MESSAGING_SERVICE_SID",
+        "Optional Messaging Service SID (MG...) used as the SMS sender.",
+    ),
+    SettingSpec("KEY_VAULT_URI", "When set, secrets not in the environment come from this vault."),
+    SettingSpec(
+        "PUBLIC_BASE_URL",
+        "Externally visible base URL (https://host), for signatures and callback URLs.",
+    ),
+    SettingSpec("OUTBOUND_QUEUE_NAME", "Queue of outbound commands.", default="outbound-messages"),
+    SettingSpec("DELIVERIES_TABLE_NAME", "Table of delivery records.", default="deliveries"),
+    SettingSpec(
+        "ALLOWED_DESTINATION_COUNTRIES",
+        "Optional comma-separated ISO regions (US,CA,GB) that calls and messages may go to.",
+    ),
+    SettingSpec("VOICE_GREETING", "What voice_url says.", default=DEFAULT_GREETING),
+    SettingSpec("SMS_AUTO_REPLY", "What sms_url replies.", default=DEFAULT_SMS_REPLY),
+    SettingSpec(
+        "SECRET_CACHE_SECONDS",
+        "How long a secret read from Key Vault is reused before it is read again.",
+        default="300",
+    ),
+    SettingSpec(
+        "TWILIO_API_BASE_URL",
+        "Local development and tests only: base URL of a Twilio API mock.",
+        local_only=True,
+    ),
+)
+
+SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Non-secret settings, parsed once. Secrets are read through the secret store."""
+
+    account_sid: str | None
+    api_key_sid: str | None
+    phone_number: str | None
+    messaging_service_sid: str | None
+    key_vault_uri: str | None
+    public_base_url: str | None
+    outbound_queue_name: str
+    deliveries_table_name: str
+    allowed_countries: frozenset[str]
+    voice_greeting: str
+    sms_auto_reply: str
+    secret_cache_seconds: float
+    twilio_api_base_url: str | None
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Settings:
+        def get(name: str) -> str | None:
+            value = env.get(name, "").strip()
+            return value or SETTINGS_BY_NAME[name].default
+
+        def need(name: str) -> str:
+            value = get(name)
+            assert value is not None, f"{name} has no default"
+            return value
+
+        return cls(
+            account_sid=get("TWILIO_ACCOUNT_SID"),
+            api_key_sid=get("TWILIO_API_KEY_SID"),
+            phone_number=get("TWILIO_PHONE_NUMBER"),
+            messaging_service_sid=get("TWILIO_MESSAGING_SERVICE_SID"),
+            key_vault_uri=get("KEY_VAULT_URI"),
+            public_base_url=_base_url(get("PUBLIC_BASE_URL"), "PUBLIC_BASE_URL"),
+            outbound_queue_name=need("OUTBOUND_QUEUE_NAME"),
+            deliveries_table_name=need("DELIVERIES_TABLE_NAME"),
+            allowed_countries=_regions(get("ALLOWED_DESTINATION_COUNTRIES")),
+            voice_greeting=need("VOICE_GREETING"),
+            sms_auto_reply=need("SMS_AUTO_REPLY"),
+            secret_cache_seconds=_seconds(need("SECRET_CACHE_SECONDS"), "SECRET_CACHE_SECONDS"),
+            twilio_api_base_url=_base_url(get("TWILIO_API_BASE_URL"), "TWILIO_API_BASE_URL"),
+        )
+
+
+def _base_url(value: str | None, name: str) -> str | None:
+    if value is None:
+        return None
+    if not value.startswith(("https://", "http://")):
+        raise SettingsError(f"{name} must start with https:// or http://")
+    return value.rstrip("/")
+
+
+def _regions(value: str | None) -> frozenset[str]:
+    if not value:
+        return frozenset()
+    regions = frozenset(part.strip().upper() for part in value.split(",") if part.strip())
+    bad = sorted(r for r in regions if len(r) != 2 or not r.isalpha())
+    if bad:
+        raise SettingsError(f"ALLOWED_DESTINATION_COUNTRIES has invalid regions: {', '.join(bad)}")
+    return regions
+
+
+def _seconds(value: str, name: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds") from None
+    if seconds < 0:
+        raise SettingsError(f"{name} must not be negative")
+    return seconds

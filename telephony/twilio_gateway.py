@@ -1,0 +1,161 @@
+"""The Twilio REST gateway: one pooled client per process, errors sorted by what to do next.
+
+twilio.rest and requests are imported when the first request is made, not at import time.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from twilio.http.http_client import TwilioHttpClient
+    from twilio.rest import Client
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 15.0
+# At least the host's concurrency: the Python worker's default thread pool (32 threads)
+# serves HTTP and queue triggers, so no request waits for a connection.
+POOL_SIZE = 32
+
+CALL_STATUS_EVENTS = ["initiated", "ringing", "answered", "completed"]
+
+
+class TwilioGatewayError(Exception):
+    """Base of every Twilio failure."""
+
+
+class TwilioRejectedError(TwilioGatewayError):
+    """Twilio refused the request (a 4xx other than 429): retrying will not help."""
+
+    def __init__(self, status: int, code: int | None, message: str) -> None:
+        super().__init__(f"Twilio refused the request: {code or status}")
+        self.status = status
+        self.code = code
+        self.message = message
+
+
+class TwilioUnavailableError(TwilioGatewayError):
+    """Twilio could not be reached, timed out, throttled (429) or failed (5xx): retry later."""
+
+    def __init__(self, reason: str, status: int | None = None, code: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """REST credentials: (API key SID, secret) or (account SID, auth token)."""
+
+    account_sid: str
+    username: str
+    password: str
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    to: str
+    from_: str
+    status_callback: str
+    url: str | None = None
+    twiml: str | None = None
+
+
+@dataclass(frozen=True)
+class CreatedResource:
+    """A call or message Twilio accepted."""
+
+    sid: str
+    status: str
+
+
+class TwilioGateway:
+    """Places calls and sends messages through twilio's REST client."""
+
+    def __init__(
+        self,
+        credentials: Callable[[], Credentials],
+        api_base_url: str | None = None,
+        pool_size: int = POOL_SIZE,
+    ) -> None:
+        self._credentials = credentials
+        self._api_base_url = api_base_url
+        self._pool_size = pool_size
+        self._lock = threading.Lock()
+        self._http: TwilioHttpClient | None = None
+        self._client: Client | None = None
+        self._client_credentials: Credentials | None = None
+
+    def place_call(self, call: OutboundCall) -> CreatedResource:
+        """Create a call; raises TwilioRejectedError or TwilioUnavailableError."""
+        options: dict[str, Any] = {"url": call.url} if call.url else {"twiml": call.twiml}
+        return self._create(
+            lambda client: client.calls.create(
+                to=call.to,
+                from_=call.from_,
+                status_callback=call.status_callback,
+                status_callback_event=CALL_STATUS_EVENTS,
+                status_callback_method="POST",
+                **options,
+            )
+        )
+
+    def _create(self, create: Callable[[Client], Any]) -> CreatedResource:
+        from requests import RequestException
+        from twilio.base.exceptions import TwilioRestException
+
+        try:
+            resource = create(self._rest_client())
+        except TwilioRestException as exc:
+            raise _classify(exc) from exc
+        except RequestException as exc:
+            raise TwilioUnavailableError(f"Twilio unreachable ({type(exc).__name__})") from exc
+        return CreatedResource(sid=resource.sid, status=str(resource.status))
+
+    def _rest_client(self) -> Client:
+        credentials = self._credentials()
+        with self._lock:
+            # A rotated secret gives a new client that keeps the same connection pool.
+            if self._client is None or credentials != self._client_credentials:
+                self._client = self._build_client(credentials)
+                self._client_credentials = credentials
+            return self._client
+
+    def _build_client(self, credentials: Credentials) -> Client:
+        from twilio.rest import Client
+
+        client = Client(
+            credentials.username,
+            credentials.password,
+            account_sid=credentials.account_sid,
+            http_client=self._http_client(),
+        )
+        if self._api_base_url:
+            client.api.base_url = self._api_base_url
+        return client
+
+    def _http_client(self) -> TwilioHttpClient:
+        if self._http is None:
+            from requests.adapters import HTTPAdapter
+            from twilio.http.http_client import TwilioHttpClient
+
+            http = TwilioHttpClient(pool_connections=True)
+            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
+            assert http.session is not None
+            http.session.mount("https://", adapter)
+            http.session.mount("http://", adapter)
+            # Set after construction: the constructor accepts one number, requests takes both.
+            http.timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+            self._http = http
+        return self._http
+
+
+def _classify(exc: Any) -> TwilioGatewayError:
+    status = int(exc.status)
+    code = int(exc.code) if exc.code else None
+    if status == 429 or status >= 500:
+        return TwilioUnavailableError(f"Twilio answered {status}", status=status, code=code)
+    return TwilioRejectedError(status, code, str(exc.msg))
