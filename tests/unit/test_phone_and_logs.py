@@ -34,3 +34,12 @@ def test_log_event_masks_phone_fields_and_drops_none(caplog: pytest.LogCaptureFi
     fields = json.loads(caplog.records[0].getMessage())
     assert fields == {"event": "sent", "to": "+1********10", "From": "+44********23", "n": 2}
     assert caplog.records[0].custom_dimensions == fields  # type: ignore[attr-defined]
+
+
+def test_short_country_codes_match_phonenumbers_metadata() -> None:
+    import phonenumbers
+
+    from telephony.phone import SHORT_COUNTRY_CODES
+
+    known = {str(code) for code in phonenumbers.COUNTRY_CODE_TO_REGION_CODE}
+    assert {code for code in known if len(code) < 3} == SHORT_COUNTRY_CODES
