@@ -152,5 +152,14 @@ class KeyVaultSecretFetcher:
             from azure.keyvault.secrets import SecretClient
 
             credential = ManagedIdentityCredential(client_id=self._client_id)
-            self._client = SecretClient(self._vault_url, credential)
+            self._client = SecretClient(
+                self._vault_url,
+                credential,
+                # The store falls back to a cached value; fail fast rather than stall a webhook.
+                retry_total=2,
+                retry_backoff_factor=0.2,
+                retry_backoff_max=2,
+                connection_timeout=3,
+                read_timeout=5,
+            )
         return self._client
