@@ -10,11 +10,18 @@ import os
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from telephony.secrets import KeyVaultSecretFetcher, SecretStore
 from telephony.settings import Settings, SettingsError
 from telephony.signature import SignatureValidator
 from telephony.twilio_gateway import Credentials, TwilioGateway
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
+
+    from telephony.commands import CommandRules
+    from telephony.outbound import OutboundService
 
 
 @dataclass
@@ -23,10 +30,41 @@ class Container:
 
     settings: Settings
     secrets: SecretStore
+    env: Mapping[str, str] = field(default_factory=dict)
     gateway: TwilioGateway = field(init=False)
+    _outbound: OutboundService | None = field(init=False, default=None)
+    _queue: QueueClient | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
         self.gateway = TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
+
+    def outbound_service(self) -> OutboundService:
+        """The queued-send service, with its Table Storage records (built on first use)."""
+        if self._outbound is None:
+            from telephony.outbound import OutboundService, SenderDefaults
+            from telephony.storage import table_service
+            from telephony.table_store import TableDeliveryStore
+
+            settings = self.settings
+            store = TableDeliveryStore(table_service(self.env), settings.deliveries_table_name)
+            defaults = SenderDefaults(
+                settings.phone_number, settings.messaging_service_sid, settings.public_base_url
+            )
+            self._outbound = OutboundService(store, self.gateway, self.command_rules(), defaults)
+        return self._outbound
+
+    def command_rules(self) -> CommandRules:
+        from telephony.commands import CommandRules
+
+        return CommandRules(self.settings.allowed_countries, self.settings.messaging_service_sid)
+
+    def command_queue(self) -> QueueClient:
+        """The outbound queue, for producers inside the app (POST /api/messages)."""
+        if self._queue is None:
+            from telephony.storage import queue_client
+
+            self._queue = queue_client(self.env, self.settings.outbound_queue_name)
+        return self._queue
 
     def credentials(self) -> Credentials:
         """REST credentials; an API key wins over the auth token when both are set."""
@@ -54,7 +92,7 @@ def build_container(env: Mapping[str, str]) -> Container:
         else None
     )
     secrets = SecretStore(env, fetcher, max_age=settings.secret_cache_seconds)
-    return Container(settings, secrets)
+    return Container(settings, secrets, env)
 
 
 _container: Container | None = None

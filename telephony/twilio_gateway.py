@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -46,6 +47,14 @@ class TwilioUnavailableError(TwilioGatewayError):
         self.code = code
 
 
+class TwilioOutcomeUnknownError(TwilioUnavailableError):
+    """The request was sent but no answer came back: Twilio may have accepted it."""
+
+
+class CredentialsUnavailableError(TwilioUnavailableError):
+    """The REST credentials could not be read (a missing setting or secret)."""
+
+
 @dataclass(frozen=True)
 class Credentials:
     """REST credentials: (API key SID, secret) or (account SID, auth token)."""
@@ -59,9 +68,20 @@ class Credentials:
 class OutboundCall:
     to: str
     from_: str
-    status_callback: str
+    status_callback: str | None
     url: str | None = None
     twiml: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str | None
+    media_urls: tuple[str, ...]
+    status_callback: str | None
+    send_at: datetime | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +123,23 @@ class TwilioGateway:
             )
         )
 
+    def send_message(self, sms: OutboundSms) -> CreatedResource:
+        """Create a message (scheduled when send_at is set); raises as place_call does."""
+        options: dict[str, Any] = {}
+        if sms.messaging_service_sid:
+            options["messaging_service_sid"] = sms.messaging_service_sid
+        if sms.from_:
+            options["from_"] = sms.from_
+        if sms.body:
+            options["body"] = sms.body
+        if sms.media_urls:
+            options["media_url"] = list(sms.media_urls)
+        if sms.status_callback:
+            options["status_callback"] = sms.status_callback
+        if sms.send_at:
+            options.update(schedule_type="fixed", send_at=sms.send_at)
+        return self._create(lambda client: client.messages.create(to=sms.to, **options))
+
     def _create(self, create: Callable[[Client], Any]) -> CreatedResource:
         from requests import RequestException
         from twilio.base.exceptions import TwilioRestException
@@ -112,11 +149,18 @@ class TwilioGateway:
         except TwilioRestException as exc:
             raise _classify(exc) from exc
         except RequestException as exc:
-            raise TwilioUnavailableError(f"Twilio unreachable ({type(exc).__name__})") from exc
+            raise _transport_error(exc) from exc
         return CreatedResource(sid=resource.sid, status=str(resource.status))
 
     def _rest_client(self) -> Client:
-        credentials = self._credentials()
+        from telephony.secrets import SecretStoreError
+        from telephony.settings import SettingsError
+
+        try:
+            credentials = self._credentials()
+        except (SecretStoreError, SettingsError) as exc:
+            # Nothing reached Twilio: as retryable as an outage, and reported as one.
+            raise CredentialsUnavailableError(str(exc)) from exc
         with self._lock:
             # A rotated secret gives a new client that keeps the same connection pool.
             if self._client is None or credentials != self._client_credentials:
@@ -151,6 +195,19 @@ class TwilioGateway:
             http.timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
             self._http = http
         return self._http
+
+
+def _transport_error(exc: Exception) -> TwilioUnavailableError:
+    from requests.exceptions import ConnectTimeout
+    from urllib3.exceptions import MaxRetryError, NewConnectionError
+
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, MaxRetryError):
+        reason = reason.reason
+    if isinstance(exc, ConnectTimeout) or isinstance(reason, NewConnectionError):
+        return TwilioUnavailableError(f"Twilio unreachable ({type(exc).__name__})")
+    # A read timeout or a dropped response: the request may have reached Twilio.
+    return TwilioOutcomeUnknownError(f"no answer from Twilio ({type(exc).__name__})")
 
 
 def _classify(exc: Any) -> TwilioGatewayError:

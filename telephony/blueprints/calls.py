@@ -22,6 +22,7 @@ from telephony.phone import mask
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
 from telephony.twilio_gateway import (
+    CredentialsUnavailableError,
     OutboundCall,
     TwilioRejectedError,
     TwilioUnavailableError,
@@ -55,6 +56,8 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
         return unavailable(exc, "make_call")
     except TwilioRejectedError as exc:
         return _rejected(exc)
+    except CredentialsUnavailableError as exc:
+        return unavailable(exc, "make_call")
     except TwilioUnavailableError as exc:
         log_event(
             logger, "twilio_unavailable", logging.WARNING, function="make_call", reason=str(exc)

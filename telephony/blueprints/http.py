@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 XML = "application/xml"
 FORM = "application/x-www-form-urlencoded"
 
-WebhookHandler = Callable[[Container, FormParams], func.HttpResponse]
+WebhookHandler = Callable[[Container, FormParams, func.HttpRequest], func.HttpResponse]
 
 
 def json_response(body: object, status: int = 200) -> func.HttpResponse:
@@ -91,7 +91,7 @@ def signed_webhook(
             return func.HttpResponse(
                 "Unsupported Media Type", status_code=415, mimetype="text/plain"
             )
-        return handler(container, params)
+        return handler(container, params, req)
 
     webhook.__name__ = function
     return webhook

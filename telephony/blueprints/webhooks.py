@@ -6,9 +6,11 @@ import logging
 
 import azure.functions as func
 
-from telephony.blueprints.http import signed_webhook, xml_response
+from telephony.blueprints.http import signed_webhook, unavailable, xml_response
 from telephony.container import Container
 from telephony.logs import log_event
+from telephony.secrets import SecretStoreError
+from telephony.settings import SettingsError
 from telephony.signature import FormParams
 from telephony.twiml import message_reply, say_response
 
@@ -18,7 +20,7 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 ANONYMOUS = func.AuthLevel.ANONYMOUS  # the Twilio signature is the authentication
 
 
-def _voice(container: Container, params: FormParams) -> func.HttpResponse:
+def _voice(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
     log_event(
         logger,
         "voice_answered",
@@ -29,7 +31,7 @@ def _voice(container: Container, params: FormParams) -> func.HttpResponse:
     return xml_response(say_response(container.settings.voice_greeting))
 
 
-def _sms(container: Container, params: FormParams) -> func.HttpResponse:
+def _sms(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
     log_event(
         logger,
         "sms_received",
@@ -40,17 +42,30 @@ def _sms(container: Container, params: FormParams) -> func.HttpResponse:
     return xml_response(message_reply(container.settings.sms_auto_reply))
 
 
-def _status(container: Container, params: FormParams) -> func.HttpResponse:
+def _status(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
+    sid = params.get("MessageSid") or params.get("CallSid")
+    status = params.get("MessageStatus") or params.get("CallStatus") or ""
+    error_code = params.get("ErrorCode")
+    key = req.params.get("id")  # set by the queued-send path; signed with the URL
     log_event(
         logger,
         "status_received",
         function="status_callback",
         MessageSid=params.get("MessageSid"),
         CallSid=params.get("CallSid") if not params.get("MessageSid") else None,
-        status=params.get("MessageStatus") or params.get("CallStatus"),
-        ErrorCode=params.get("ErrorCode"),
+        status=status,
+        ErrorCode=error_code or None,
         To=params.get("To"),
+        key=key,
     )
+    if key:
+        code = int(error_code) if error_code and error_code.isdigit() else None
+        try:
+            record = container.outbound_service().apply_status(key, status, sid, code)
+        except (SecretStoreError, SettingsError) as exc:
+            return unavailable(exc, "status_callback")
+        if record is None:
+            log_event(logger, "status_for_unknown_record", logging.WARNING, key=key, sid=sid)
     return func.HttpResponse(status_code=204)
 
 

@@ -1,0 +1,247 @@
+"""Outbound commands: the queue message contract (schemas/outbound-command.v1.json).
+
+A command arrives as raw JSON, as base64-wrapped JSON (producers that encode by default),
+or as the `data` of an Event Grid or CloudEvents 1.0 event. Validation uses the published
+JSON Schema, then the checks a schema cannot express (possible numbers, the destination
+guard, the send_at window).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from functools import cache
+from importlib import resources
+from typing import Any, Literal
+
+from telephony.errors import InvalidInputError
+from telephony.phone import check_destination, parse_e164
+
+SCHEMA_FILE = "outbound-command.v1.json"
+SCHEDULE_MIN = timedelta(minutes=15)  # Twilio's window for scheduled messages
+SCHEDULE_MAX = timedelta(days=35)
+
+
+class CommandRejectedError(InvalidInputError):
+    """The message can never be sent as it is; `key` is its idempotency key, when known."""
+
+    def __init__(self, message: str, field: str | None = None, key: str | None = None) -> None:
+        super().__init__(message, field)
+        self.key = key
+
+
+@dataclass(frozen=True)
+class OutboundCommand:
+    """A validated request to send an SMS/MMS or place a call."""
+
+    kind: Literal["sms", "call"]
+    to: str
+    idempotency_key: str
+    from_: str | None = None
+    body: str | None = None
+    media_urls: tuple[str, ...] = ()
+    send_at: datetime | None = None
+    say: str | None = None
+    url: str | None = None
+    twiml: str | None = None
+
+
+@dataclass(frozen=True)
+class CommandRules:
+    """What the deployment allows, from settings."""
+
+    allowed_regions: Collection[str] = frozenset()
+    messaging_service_sid: str | None = None
+
+
+def decode_message(text: str) -> tuple[object, str | None]:
+    """The command object inside a queue message, and the event id when it came as an event.
+
+    Raises CommandRejectedError for text that is neither JSON nor base64-wrapped JSON.
+    """
+    document = _json_or_base64_json(text.strip())
+    if isinstance(document, dict):
+        event_id = _event_id(document)
+        if event_id is not None:
+            return document.get("data"), event_id
+    return document, None
+
+
+def parse_command(
+    document: object,
+    default_key: str,
+    rules: CommandRules,
+    now: datetime,
+) -> OutboundCommand:
+    """Validate a command document; raises CommandRejectedError naming the field."""
+    key = _key_of(document) or default_key
+    try:
+        _validate_schema(document)
+        assert isinstance(document, dict)
+        command = _build(document, key)
+        check_destination(command.to, rules.allowed_regions, "to")
+        _check_schedule(command, rules, now)
+    except CommandRejectedError:
+        raise
+    except InvalidInputError as exc:
+        raise CommandRejectedError(exc.message, exc.field, key) from None
+    return command
+
+
+def command_schema() -> dict[str, Any]:
+    """The published JSON Schema of the command (the one definition of the contract)."""
+    return _schema()
+
+
+def _json_or_base64_json(text: str) -> object:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return json.loads(base64.b64decode(text, validate=True).decode("utf-8"))
+    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        raise CommandRejectedError("the message is not JSON (nor base64-encoded JSON)") from None
+
+
+def _event_id(document: Mapping[str, object]) -> str | None:
+    """The id of an Event Grid event or a CloudEvent that carries a command as its data."""
+    is_event_grid = {"eventType", "dataVersion", "subject"} <= document.keys()
+    is_cloud_event = "specversion" in document and "type" in document and "source" in document
+    event_id = document.get("id")
+    if (is_event_grid or is_cloud_event) and "data" in document and isinstance(event_id, str):
+        return event_id
+    return None
+
+
+def _key_of(document: object) -> str | None:
+    if isinstance(document, dict):
+        key = document.get("idempotency_key")
+        if isinstance(key, str) and 0 < len(key) <= 128:
+            return key
+    return None
+
+
+def _validate_schema(document: object) -> None:
+    if not isinstance(document, dict):
+        raise InvalidInputError("the command must be a JSON object")
+    kind = document.get("kind")
+    if kind not in ("sms", "call"):
+        raise InvalidInputError("kind must be sms or call", "kind")
+    error = _first_error(_validator(kind), document)
+    if error is not None:
+        raise error
+
+
+def _first_error(validator: Any, document: dict[str, Any]) -> InvalidInputError | None:
+    from jsonschema.exceptions import best_match
+
+    error = best_match(validator.iter_errors(document))
+    if error is None:
+        return None
+    return InvalidInputError(_message(error), _field(error))
+
+
+def _field(error: Any) -> str | None:
+    if error.path:
+        return str(error.path[0])
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return extra[0] if extra else None
+    if error.validator == "required":
+        return str(error.message.split("'")[1])
+    return None
+
+
+# Messages describe the rule, never the value: values can be phone numbers or message text.
+_RULES = {
+    "maxLength": "is longer than {} characters",
+    "minLength": "is too short (at least {} characters)",
+    "maxItems": "has more than {} items",
+    "minItems": "needs at least {} item",
+    "type": "must be of type {}",
+    "const": "must be {}",
+}
+
+
+def _message(error: Any) -> str:
+    field = _field(error)
+    where = ".".join(str(part) for part in error.path) or field or "the command"
+    if error.validator == "additionalProperties" and field:
+        return f"unknown field {field}"
+    if error.validator == "required":
+        return f"{where} is required"
+    if error.validator == "anyOf" and not error.path:
+        return "an sms needs body or media_urls"
+    if error.validator == "not" and not error.path:
+        return "give at most one of say, url, twiml"
+    if error.validator == "pattern":
+        return f"{where} must be {_PATTERN_MEANING.get(field or '', 'in the documented format')}"
+    rule = _RULES.get(error.validator)
+    return f"{where} {rule.format(error.validator_value)}" if rule else f"{where} is invalid"
+
+
+_PATTERN_MEANING = {
+    "to": "an E.164 number such as +15558675310",
+    "from": "an E.164 number such as +15017122661",
+    "url": "an https URL",
+    "media_urls": "https URLs",
+}
+
+
+def _build(document: dict[str, Any], key: str) -> OutboundCommand:
+    to = parse_e164(document["to"], "to")
+    sender = document.get("from")
+    return OutboundCommand(
+        kind=document["kind"],
+        to=to,
+        idempotency_key=key,
+        from_=parse_e164(sender, "from") if sender is not None else None,
+        body=document.get("body"),
+        media_urls=tuple(document.get("media_urls", ())),
+        send_at=_timestamp(document["send_at"]) if "send_at" in document else None,
+        say=document.get("say"),
+        url=document.get("url"),
+        twiml=document.get("twiml"),
+    )
+
+
+def _timestamp(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInputError("send_at must be an ISO 8601 date-time", "send_at") from None
+    if moment.tzinfo is None:
+        raise InvalidInputError("send_at needs a time zone (e.g. Z)", "send_at")
+    return moment.astimezone(UTC)
+
+
+def _check_schedule(command: OutboundCommand, rules: CommandRules, now: datetime) -> None:
+    if command.send_at is None:
+        return
+    if not rules.messaging_service_sid:
+        raise InvalidInputError("send_at needs TWILIO_MESSAGING_SERVICE_SID", "send_at")
+    ahead = command.send_at - now
+    if not SCHEDULE_MIN <= ahead <= SCHEDULE_MAX:
+        raise InvalidInputError("send_at must be between 15 minutes and 35 days ahead", "send_at")
+
+
+@cache
+def _schema() -> dict[str, Any]:
+    text = resources.files("telephony.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@cache
+def _validator(kind: str) -> Any:
+    # Imported here: jsonschema costs cold-start time the webhook paths never need.
+    from jsonschema import Draft202012Validator
+
+    schema = _schema()
+    # Validate against the branch the kind names, so errors speak of that kind only.
+    branch = {"$ref": f"#/$defs/{kind}", "$defs": schema["$defs"]}
+    return Draft202012Validator(branch)

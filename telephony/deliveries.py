@@ -1,0 +1,147 @@
+"""Delivery records: one per idempotency key, and the forward-only status machine.
+
+A record is claimed by a conditional insert and advanced with ETag checks by the store
+(telephony/table_store.py), so concurrent workers and callbacks never lose an update.
+This module holds the rules; it imports no SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import Protocol
+
+# Our own statuses, around Twilio's message and call statuses.
+PENDING = "pending"  # enqueued through POST /api/messages, not yet picked up
+CLAIMED = "claimed"  # a worker holds the lease and is sending
+RETRYING = "retrying"  # a transient failure; the host will redeliver
+REJECTED = "rejected"  # the command can never be sent as it is
+FAILED = "failed"  # Twilio refused it for good (or reported it failed)
+POISON = "poison"  # transient failures until maxDequeueCount; moved to the poison queue
+IN_DOUBT = "in_doubt"  # Twilio may or may not have accepted it; an operator decides
+
+# Rank of each status: a record only moves to a higher rank. Equal ranks are alternatives
+# (delivered vs undelivered), so the first one reported stands.
+_RANK = {
+    PENDING: 0,
+    CLAIMED: 1,
+    RETRYING: 1,
+    "accepted": 2,
+    "scheduled": 2,
+    "queued": 3,
+    "initiated": 4,
+    "sending": 4,
+    "ringing": 5,
+    "in-progress": 6,
+    "sent": 7,
+    "delivered": 9,
+    "undelivered": 9,
+    "completed": 9,
+    "busy": 9,
+    "no-answer": 9,
+    "canceled": 9,
+    FAILED: 9,
+    "read": 10,  # after delivered, for channels with read receipts
+    REJECTED: 11,
+    POISON: 11,
+    IN_DOUBT: 11,
+}
+FINAL = frozenset(s for s, rank in _RANK.items() if rank >= 9)
+# Once any of these is recorded, the key has had its one send (or never will).
+SETTLED = frozenset(s for s, rank in _RANK.items() if rank >= 2)
+
+
+def is_known_status(status: str) -> bool:
+    return status in _RANK
+
+
+def moves_forward(current: str, new: str) -> bool:
+    """True when `new` may replace `current`; unknown statuses never move a record."""
+    if new not in _RANK or current not in _RANK:
+        return False
+    if current in (CLAIMED, RETRYING) and new in (CLAIMED, RETRYING):
+        return True  # a retry re-claims, a failed attempt releases
+    return _RANK[new] > _RANK[current]
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """What happened to one outbound command. `etag` is the store's version tag."""
+
+    key: str
+    kind: str
+    to: str
+    status: str
+    created_at: datetime
+    updated_at: datetime
+    attempts: int = 0
+    twilio_sid: str | None = None
+    error_code: int | None = None
+    reason: str | None = None
+    lease_until: datetime | None = None
+    etag: str | None = field(default=None, compare=False)
+
+    def advanced(self, status: str, now: datetime, **changes: object) -> DeliveryRecord:
+        """This record moved to `status` (if that is forward) with `changes` applied."""
+        if not moves_forward(self.status, status):
+            return self
+        return replace(self, status=status, updated_at=now, **changes)  # type: ignore[arg-type]
+
+
+def apply_callback(
+    record: DeliveryRecord, status: str, sid: str | None, error_code: int | None, now: datetime
+) -> DeliveryRecord:
+    """The record after a Twilio status callback; repeats and late arrivals change nothing."""
+    if sid and record.twilio_sid and sid != record.twilio_sid:
+        return record  # a callback about another resource never moves this record
+    if record.status == IN_DOUBT and is_known_status(status):
+        # Twilio calling back proves it accepted the send: the doubt is resolved.
+        return replace(record, status=status, twilio_sid=sid, error_code=error_code, updated_at=now)
+    moved = record.advanced(status, now, error_code=error_code or record.error_code)
+    if sid and moved.twilio_sid is None:
+        moved = replace(moved, twilio_sid=sid, updated_at=now)
+    return moved
+
+
+class RecordExistsError(Exception):
+    """A conditional insert found a record with that key."""
+
+
+class RecordChangedError(Exception):
+    """An ETag-conditional update found the record changed since it was read."""
+
+
+class DeliveryStore(Protocol):
+    """Where records live. Keys are idempotency keys; updates are ETag-conditional."""
+
+    def get(self, key: str) -> DeliveryRecord | None: ...
+
+    def insert(self, record: DeliveryRecord) -> DeliveryRecord: ...
+
+    def update(self, record: DeliveryRecord) -> DeliveryRecord: ...
+
+
+def advance(
+    store: DeliveryStore,
+    record: DeliveryRecord,
+    change: Callable[[DeliveryRecord], DeliveryRecord],
+    attempts: int = 5,
+) -> DeliveryRecord:
+    """Apply `change` to `record` and store it; on a concurrent update, re-read and re-apply.
+
+    `change` must be a pure function of the record, since it may run more than once.
+    """
+    current = record
+    for _ in range(attempts):
+        updated = change(current)
+        if updated == current:
+            return current
+        try:
+            return store.update(updated)
+        except RecordChangedError:
+            fresh = store.get(record.key)
+            if fresh is None:
+                raise
+            current = fresh
+    raise RecordChangedError(f"record kept changing after {attempts} attempts")

@@ -1,0 +1,69 @@
+"""Azure Storage clients for the queue and the table, from the Functions host's settings.
+
+The same settings the host uses for its triggers: `AzureWebJobsStorage` as a connection
+string (Azurite locally), or identity-based with `AzureWebJobsStorage__queueServiceUri`,
+`__tableServiceUri` and `__clientId` (user-assigned managed identity) in Azure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from telephony.settings import SettingsError
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableServiceClient
+    from azure.storage.queue import QueueClient
+
+CONNECTION = "AzureWebJobsStorage"
+# As many pooled connections as the worker has threads, as for the Twilio client.
+POOL_SIZE = 32
+
+
+def table_service(env: Mapping[str, str]) -> TableServiceClient:
+    from azure.data.tables import TableServiceClient
+
+    connection_string = env.get(CONNECTION, "").strip()
+    if connection_string:
+        return TableServiceClient.from_connection_string(connection_string, transport=_transport())
+    endpoint = _service_uri(env, "table")
+    return TableServiceClient(endpoint, credential=_credential(env), transport=_transport())
+
+
+def queue_client(env: Mapping[str, str], queue_name: str) -> QueueClient:
+    from azure.storage.queue import QueueClient
+
+    connection_string = env.get(CONNECTION, "").strip()
+    if connection_string:
+        return QueueClient.from_connection_string(
+            connection_string, queue_name, transport=_transport()
+        )
+    endpoint = _service_uri(env, "queue")
+    return QueueClient(endpoint, queue_name, credential=_credential(env), transport=_transport())
+
+
+def _service_uri(env: Mapping[str, str], service: str) -> str:
+    name = f"{CONNECTION}__{service}ServiceUri"
+    value = env.get(name, "").strip()
+    if not value:
+        raise SettingsError(f"set {CONNECTION} or {name}")
+    return value
+
+
+def _credential(env: Mapping[str, str]) -> Any:
+    from azure.identity import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=env.get(f"{CONNECTION}__clientId") or None)
+
+
+def _transport() -> Any:
+    import requests
+    from azure.core.pipeline.transport import RequestsTransport
+    from requests.adapters import HTTPAdapter
+
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return RequestsTransport(session=session, session_owner=False)

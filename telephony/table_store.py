@@ -1,0 +1,130 @@
+"""Delivery records in Azure Table Storage (azure-data-tables).
+
+One entity per idempotency key. Keys may hold characters that Table keys forbid
+(/ \\ # ?), so the PartitionKey is the key's SHA-256; the key itself is a property.
+Claims are inserts that fail when the entity exists; updates carry the ETag they read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
+
+if TYPE_CHECKING:
+    from azure.data.tables import TableClient, TableServiceClient
+
+ROW_KEY = "delivery"
+
+
+def partition_of(key: str) -> str:
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+class TableDeliveryStore:
+    """DeliveryStore on one table; the table is created on first use if it is missing."""
+
+    def __init__(self, service: TableServiceClient, table_name: str) -> None:
+        self._service = service
+        self._table_name = table_name
+        self._table: TableClient | None = None
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> DeliveryRecord | None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        try:
+            entity = self._client().get_entity(partition_of(key), ROW_KEY)
+        except ResourceNotFoundError:
+            return None
+        return _record(entity)
+
+    def insert(self, record: DeliveryRecord) -> DeliveryRecord:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            meta = self._client().create_entity(_entity(record))
+        except ResourceExistsError:
+            raise RecordExistsError(record.key) from None
+        return _with_etag(record, meta)
+
+    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+        from azure.core import MatchConditions
+        from azure.core.exceptions import ResourceModifiedError
+        from azure.data.tables import UpdateMode
+
+        try:
+            meta = self._client().update_entity(
+                _entity(record),
+                mode=UpdateMode.REPLACE,
+                etag=record.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except ResourceModifiedError:
+            raise RecordChangedError(record.key) from None
+        return _with_etag(record, meta)
+
+    def _client(self) -> TableClient:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = self._create_if_missing()
+        return self._table
+
+    def _create_if_missing(self) -> TableClient:
+        from azure.core.exceptions import ResourceExistsError
+
+        try:
+            return self._service.create_table(self._table_name)
+        except ResourceExistsError:
+            return self._service.get_table_client(self._table_name)
+
+
+def _entity(record: DeliveryRecord) -> dict[str, Any]:
+    entity: dict[str, Any] = {
+        "PartitionKey": partition_of(record.key),
+        "RowKey": ROW_KEY,
+        "Key": record.key,
+        "Kind": record.kind,
+        "To": record.to,
+        "Status": record.status,
+        "CreatedAt": record.created_at,
+        "UpdatedAt": record.updated_at,
+        "Attempts": record.attempts,
+        "TwilioSid": record.twilio_sid,
+        "ErrorCode": record.error_code,
+        "Reason": record.reason,
+        "LeaseUntil": record.lease_until,
+    }
+    return {name: value for name, value in entity.items() if value is not None}
+
+
+def _record(entity: Any) -> DeliveryRecord:
+    return DeliveryRecord(
+        key=entity["Key"],
+        kind=entity["Kind"],
+        to=entity["To"],
+        status=entity["Status"],
+        created_at=_datetime(entity["CreatedAt"]),
+        updated_at=_datetime(entity["UpdatedAt"]),
+        attempts=int(entity.get("Attempts", 0)),
+        twilio_sid=entity.get("TwilioSid"),
+        error_code=entity.get("ErrorCode"),
+        reason=entity.get("Reason"),
+        lease_until=_datetime(entity["LeaseUntil"]) if entity.get("LeaseUntil") else None,
+        etag=entity.metadata["etag"],
+    )
+
+
+def _datetime(value: Any) -> datetime:
+    # The SDK returns its own datetime subclass; keep plain datetimes in the domain.
+    return datetime.fromtimestamp(value.timestamp(), tz=value.tzinfo)
+
+
+def _with_etag(record: DeliveryRecord, meta: Any) -> DeliveryRecord:
+    from dataclasses import replace
+
+    return replace(record, etag=meta["etag"])
