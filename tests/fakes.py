@@ -1,0 +1,84 @@
+"""In-memory stand-ins for unit tests of pure logic (the real store and Twilio run in
+tests/integration against Azurite and Prism)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
+from telephony.twilio_gateway import CreatedResource, OutboundCall, OutboundSms
+
+
+class MemoryStore:
+    """DeliveryStore in a dict, with ETags, counting round trips."""
+
+    def __init__(self) -> None:
+        self.records: dict[str, DeliveryRecord] = {}
+        self.round_trips = 0
+        self._etags = itertools.count(1)
+        self._lock = threading.Lock()
+
+    def get(self, key: str) -> DeliveryRecord | None:
+        with self._lock:
+            self.round_trips += 1
+            return self.records.get(key)
+
+    def insert(self, record: DeliveryRecord) -> DeliveryRecord:
+        with self._lock:
+            self.round_trips += 1
+            if record.key in self.records:
+                raise RecordExistsError(record.key)
+            return self._put(record)
+
+    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+        with self._lock:
+            self.round_trips += 1
+            current = self.records.get(record.key)
+            if current is None or current.etag != record.etag:
+                raise RecordChangedError(record.key)
+            return self._put(record)
+
+    def _put(self, record: DeliveryRecord) -> DeliveryRecord:
+        stored = replace(record, etag=str(next(self._etags)))
+        self.records[record.key] = stored
+        return stored
+
+
+class ScriptedSender:
+    """Sender that answers from a script: a list of exceptions or None (accept)."""
+
+    def __init__(self, *script: Exception | None) -> None:
+        self.script = list(script)
+        self.sent: list[OutboundSms | OutboundCall] = []
+        self._sids = itertools.count(1)
+
+    def send_message(self, sms: OutboundSms) -> CreatedResource:
+        return self._answer(sms, "SM", "queued")
+
+    def place_call(self, call: OutboundCall) -> CreatedResource:
+        return self._answer(call, "CA", "queued")
+
+    def _answer(
+        self, request: OutboundSms | OutboundCall, prefix: str, status: str
+    ) -> CreatedResource:
+        self.sent.append(request)
+        step = self.script.pop(0) if self.script else None
+        if step is not None:
+            raise step
+        return CreatedResource(f"{prefix}{next(self._sids):032x}", status)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, start: datetime = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)) -> None:
+        self.now = start
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += timedelta(**delta)
