@@ -1,0 +1,33 @@
+"""host.json agrees with the code that depends on it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from telephony.outbound import LEASE, MAX_DEQUEUE_COUNT
+from telephony.storage import POOL_SIZE
+from telephony.twilio_gateway import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+from telephony.twilio_gateway import POOL_SIZE as TWILIO_POOL_SIZE
+
+QUEUES = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())["extensions"][
+    "queues"
+]
+
+
+def test_poison_status_is_recorded_on_the_hosts_last_attempt() -> None:
+    assert QUEUES["maxDequeueCount"] == MAX_DEQUEUE_COUNT
+
+
+def test_raw_messages_and_base64_both_reach_the_function() -> None:
+    assert QUEUES["messageEncoding"] == "none"
+
+
+def test_pools_cover_the_queue_concurrency_of_one_instance() -> None:
+    in_flight = QUEUES["batchSize"] + QUEUES["newBatchThreshold"]
+    assert in_flight <= TWILIO_POOL_SIZE
+    assert in_flight <= POOL_SIZE
+
+
+def test_lease_outlives_a_twilio_request() -> None:
+    assert LEASE.total_seconds() > CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
