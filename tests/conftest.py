@@ -10,7 +10,11 @@ from telephony.container import Container, build_container, set_container
 from tests.app_client import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 
 # The local peers' fixtures: each starts its peer on loopback when a test first asks.
-pytest_plugins = ("tests.peers.keyvault_fixtures",)
+pytest_plugins = (
+    "tests.peers.fixtures",
+    "tests.peers.keyvault_fixtures",
+    "tests.peers.azurite_fixtures",
+)
 
 BASE_ENV = {
     "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
