@@ -74,6 +74,7 @@ ERROR_EXAMPLES: dict[int, dict[int, str]] = {
         21617: "The concatenated message body exceeds the 1600 character limit",
         21215: "Geo Permission configuration is not permitting call",
         21217: "Phone number does not appear to be valid",
+        21210: "'From' phone number not verified",
     },
     401: {20003: "Authenticate"},
     404: {20404: "The requested resource was not found"},
