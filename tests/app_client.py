@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import azure.functions as func
 from twilio.request_validator import RequestValidator
@@ -68,7 +68,11 @@ def signed_post(
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if signature:
         headers["X-Twilio-Signature"] = signature
-    req = func.HttpRequest(method="POST", url=url, headers=headers, body=urlencode(pairs).encode())
+    # The worker fills params from the query string; HttpRequest does not parse the URL.
+    query = dict(parse_qsl(urlsplit(url).query))
+    req = func.HttpRequest(
+        method="POST", url=url, headers=headers, params=query, body=urlencode(pairs).encode()
+    )
     return function(name)(req)  # type: ignore[no-any-return]
 
 
