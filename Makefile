@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
+CHECKOV := .venv-checkov/bin/checkov
 
 .PHONY: help install lint format test unit bench clean
 
@@ -24,7 +25,13 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
-install: $(PY_STAMP) $(NODE_STAMP)
+$(CHECKOV): requirements-checkov.txt
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install --quiet --upgrade pip
+	.venv-checkov/bin/pip install --quiet -r requirements-checkov.txt
+	touch $@
+
+install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV)
 
 lint: $(PY_STAMP)
 	$(VENV)/bin/ruff check .
@@ -45,4 +52,4 @@ bench: install
 	$(PY) bench/webhooks.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

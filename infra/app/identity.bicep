@@ -1,0 +1,17 @@
+// The app's user-assigned identity. It lives in its own module so the role assignments
+// can be made before the Function App starts and first reaches storage.
+
+param name string
+param location string
+param tags object = {}
+
+resource identity 'Microsoft.ManagedIdentity/userAssignedIdentities@2023-01-31' = {
+  name: name
+  location: location
+  tags: tags
+}
+
+output id string = identity.id
+output name string = identity.name
+output clientId string = identity.properties.clientId
+output principalId string = identity.properties.principalId

@@ -1,0 +1,191 @@
+// Entry point for `azd up`: a resource group and the modules under app/. Resources live in
+// the modules; this file only names them and wires outputs to inputs.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('azd environment name; it seeds the unique suffix of every resource name.')
+param environmentName string
+
+@minLength(1)
+@description('Region for all resources; it must offer the Flex Consumption plan.')
+@metadata({ azd: { type: 'location' } })
+param location string
+
+@description('Twilio account SID (AC...).')
+param twilioAccountSid string
+
+@secure()
+@description('Twilio auth token; stored in Key Vault as twilio-auth-token.')
+param twilioAuthToken string
+
+@secure()
+@description('Previous auth token, set only during a rotation.')
+param twilioAuthTokenSecondary string = ''
+
+@description('Optional Twilio API key SID (SK...) for REST auth.')
+param twilioApiKeySid string = ''
+
+@secure()
+@description('Secret of the Twilio API key, set together with twilioApiKeySid.')
+param twilioApiKeySecret string = ''
+
+@description('Default sender number, E.164.')
+param twilioPhoneNumber string = ''
+
+@description('Optional Messaging Service SID (MG...) used as the SMS sender.')
+param twilioMessagingServiceSid string = ''
+
+@description('Optional comma-separated ISO regions that calls and messages may go to.')
+param allowedDestinationCountries string = ''
+
+@description('Public base URL when a custom domain fronts the app; default: the app host name.')
+param publicBaseUrl string = ''
+
+@description('What voice_url says; empty: the default in the code.')
+param voiceGreeting string = ''
+
+@description('What sms_url replies; empty: the default in the code.')
+param smsAutoReply string = ''
+
+@description('Seconds a Key Vault secret is reused before it is read again; empty: the default in the code.')
+param secretCacheSeconds string = ''
+
+@description('Instance memory of the Flex Consumption plan.')
+@allowed([512, 2048, 4096])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound on instances; with the queue batch size it bounds concurrent Twilio requests.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Concurrent HTTP requests per instance.')
+@minValue(1)
+@maxValue(1000)
+param httpPerInstanceConcurrency int = 16
+
+// Optional name overrides; empty means abbreviation + unique suffix.
+param resourceGroupName string = ''
+param functionAppName string = ''
+param storageAccountName string = ''
+param keyVaultName string = ''
+
+var abbrs = loadJsonContent('abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = { 'azd-env-name': environmentName }
+var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}api-${resourceToken}'
+// Names the code also knows by default (telephony/settings.py); passed to the app anyway.
+var outboundQueueName = 'outbound-messages'
+var deliveriesTableName = 'deliveries'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  scope: rg
+  params: {
+    name: '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    deploymentContainerName: 'app-package'
+    outboundQueueName: outboundQueueName
+    deliveriesTableName: deliveriesTableName
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    twilioAuthToken: twilioAuthToken
+    twilioAuthTokenSecondary: twilioAuthTokenSecondary
+    twilioApiKeySecret: twilioApiKeySecret
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    logAnalyticsName: '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: '${abbrs.insightsComponents}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  scope: rg
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+  }
+}
+
+module api 'app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  // The host reaches storage as soon as the app exists: grant the roles first.
+  dependsOn: [rbac]
+  params: {
+    name: appName
+    planName: '${abbrs.webServerFarms}${resourceToken}'
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    storageAccountName: storage.outputs.name
+    deploymentContainerName: storage.outputs.deploymentContainerName
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    keyVaultUri: keyVault.outputs.uri
+    outboundQueueName: storage.outputs.outboundQueueName
+    deliveriesTableName: storage.outputs.deliveriesTableName
+    twilioAccountSid: twilioAccountSid
+    twilioApiKeySid: twilioApiKeySid
+    twilioPhoneNumber: twilioPhoneNumber
+    twilioMessagingServiceSid: twilioMessagingServiceSid
+    allowedDestinationCountries: allowedDestinationCountries
+    publicBaseUrl: publicBaseUrl
+    voiceGreeting: voiceGreeting
+    smsAutoReply: smsAutoReply
+    secretCacheSeconds: secretCacheSeconds
+  }
+}
+
+// Read by azd and by docs/deploy.md. Names and URLs only: no secret, key or connection string.
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.name
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
+output OUTBOUND_QUEUE_NAME string = storage.outputs.outboundQueueName
+output PUBLIC_BASE_URL string = api.outputs.baseUrl
+output VOICE_WEBHOOK_URL string = '${api.outputs.baseUrl}/api/voice_url'
+output SMS_WEBHOOK_URL string = '${api.outputs.baseUrl}/api/sms_url'
+output STATUS_CALLBACK_URL string = '${api.outputs.baseUrl}/api/status_callback'

@@ -1,0 +1,259 @@
+"""Security properties of the templates, so they cannot regress without a failing test."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from tests.infra.bicep_templates import (
+    INFRA_DIR,
+    Resource,
+    all_templates,
+    app_settings,
+    references,
+    template,
+)
+
+# The only roles the app's identity gets, by built-in role definition ID (the same in every
+# tenant), with the resource each is scoped to (an `existing` symbol in rbac.bicep).
+ALLOWED_ROLES = {
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "storage"),
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": ("Storage Queue Data Contributor", "storage"),
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": ("Storage Table Data Contributor", "storage"),
+    "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "vault"),
+    "3913510d-42f4-4e42-8a64-420c390055eb": ("Monitoring Metrics Publisher", "applicationInsights"),
+}
+# Broad roles that must never appear anywhere under infra/, named for a readable failure.
+FORBIDDEN_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635": "Owner",
+    "b24988ac-6180-42a0-ab88-20f7382dd24c": "Contributor",
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9": "User Access Administrator",
+    "17d1049b-9a84-46fb-8f53-869881c3d3ab": "Storage Account Contributor",
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe": "Storage Blob Data Contributor",
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483": "Key Vault Administrator",
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
+}
+ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+
+
+def _storage() -> Resource:
+    return template("app/storage.bicep").resource("Microsoft.Storage/storageAccounts")
+
+
+def _vault() -> Resource:
+    return template("app/keyvault.bicep").resource("Microsoft.KeyVault/vaults")
+
+
+def _function_app() -> Resource:
+    return template("app/api.bicep").resource("Microsoft.Web/sites")
+
+
+# Storage
+
+
+def test_storage_account_accepts_only_entra_auth_over_tls12_https() -> None:
+    props = _storage().properties
+
+    assert props["allowSharedKeyAccess"] is False
+    assert props["minimumTlsVersion"] == "TLS1_2"
+    assert props["supportsHttpsTrafficOnly"] is True
+    assert props["allowBlobPublicAccess"] is False
+
+
+def test_blob_containers_are_private() -> None:
+    containers = template("app/storage.bicep").resources(
+        "Microsoft.Storage/storageAccounts/blobServices/containers"
+    )
+
+    assert containers
+    assert all(c.properties.get("publicAccess") == "None" for c in containers)
+
+
+def test_storage_has_the_outbound_queue_its_poison_queue_and_the_deliveries_table() -> None:
+    storage = template("app/storage.bicep")
+    queues = {
+        r.body["name"]
+        for r in storage.resources("Microsoft.Storage/storageAccounts/queueServices/queues")
+    }
+    tables = {
+        r.body["name"]
+        for r in storage.resources("Microsoft.Storage/storageAccounts/tableServices/tables")
+    }
+    params = template("main.bicep").modules["storage"]["config"]["params"]
+
+    # The host names the poison queue <queue>-poison.
+    assert queues == {"outboundQueueName", "${outboundQueueName}-poison"}
+    assert tables == {"deliveriesTableName"}
+    assert params["outboundQueueName"] == "outboundQueueName"
+    assert params["deliveriesTableName"] == "deliveriesTableName"
+
+
+def test_host_storage_is_reached_by_identity_only() -> None:
+    settings = app_settings()
+
+    assert settings["AzureWebJobsStorage__credential"] == "managedidentity"
+    assert settings["AzureWebJobsStorage__clientId"] == "identityClientId"
+    assert "AzureWebJobsStorage" not in settings  # a connection string would carry a key
+    for service in ("blob", "queue", "table"):
+        assert references(settings[f"AzureWebJobsStorage__{service}ServiceUri"], "storage")
+
+
+# Key Vault
+
+
+def test_key_vault_uses_rbac_soft_delete_and_purge_protection() -> None:
+    props = _vault().properties
+
+    assert props["enableRbacAuthorization"] is True
+    assert props["enableSoftDelete"] is True
+    assert props["enablePurgeProtection"] is True
+    assert "accessPolicies" not in props
+
+
+def test_required_secret_is_always_written_and_optional_ones_only_when_given() -> None:
+    vault = template("app/keyvault.bicep")
+    secrets = {r.body["name"]: r for r in vault.resources("Microsoft.KeyVault/vaults/secrets")}
+
+    assert secrets["twilio-auth-token"].condition is None
+    assert vault.parameters["twilioAuthToken"]["default"] is None  # required
+    for name, param in (
+        ("twilio-auth-token-secondary", "twilioAuthTokenSecondary"),
+        ("twilio-api-key-secret", "twilioApiKeySecret"),
+    ):
+        condition = secrets[name].condition
+        assert condition is not None, name
+        assert condition["operator"]["type"] == "not", name
+        assert condition["operator"]["operands"]["bool_value"]["function"] == {
+            "type": "empty",
+            "parameters": {"item_to_test": param},
+        }
+    for secret in secrets.values():
+        assert secret.body["parent"] == "vault"
+        assert secret.properties["contentType"] == "text/plain", secret.symbol
+
+
+def test_app_gets_the_vault_uri_and_its_client_id() -> None:
+    settings = app_settings()
+
+    assert settings["KEY_VAULT_URI"] == "keyVaultUri"
+    assert settings["AZURE_CLIENT_ID"] == "identityClientId"
+    api = template("main.bicep").modules["api"]["config"]["params"]
+    assert references(api["keyVaultUri"], "keyVault")
+
+
+# Monitoring
+
+
+def test_monitoring_has_local_auth_off_and_the_app_signs_in() -> None:
+    monitoring = template("app/monitoring.bicep")
+    insights = monitoring.resource("Microsoft.Insights/components").properties
+    workspace = monitoring.resource("Microsoft.OperationalInsights/workspaces").properties
+
+    assert insights["DisableLocalAuth"] is True
+    assert workspace["features"]["disableLocalAuth"] is True
+    auth = app_settings()["APPLICATIONINSIGHTS_AUTHENTICATION_STRING"]
+    assert auth == "ClientId=${identityClientId};Authorization=AAD"
+
+
+# Function App
+
+
+def test_function_app_runs_on_flex_consumption_with_python_311() -> None:
+    api = template("app/api.bicep")
+    plan = api.resource("Microsoft.Web/serverfarms")
+    config = _function_app().properties["functionAppConfig"]
+
+    assert plan.body["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
+    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    scale = config["scaleAndConcurrency"]
+    assert scale["maximumInstanceCount"] == "maximumInstanceCount"
+    assert scale["instanceMemoryMB"] == "instanceMemoryMB"
+    assert scale["triggers"]["http"]["perInstanceConcurrency"] == "httpPerInstanceConcurrency"
+    for param in ("maximumInstanceCount", "instanceMemoryMB", "httpPerInstanceConcurrency"):
+        assert param in template("main.bicep").parameters, param
+
+
+def test_function_app_runs_as_the_user_assigned_identity_and_only_over_https() -> None:
+    app = _function_app()
+    deployment = app.properties["functionAppConfig"]["deployment"]["storage"]
+
+    assert app.body["identity"]["type"] == "UserAssigned"
+    assert deployment["type"] == "blobContainer"
+    assert deployment["authentication"] == {
+        "type": "UserAssignedIdentity",
+        "userAssignedIdentityResourceId": "identityId",
+    }
+    assert app.properties["httpsOnly"] is True
+    assert app.properties["siteConfig"]["minTlsVersion"] == "1.2"
+    assert app.properties["siteConfig"]["ftpsState"] == "Disabled"
+
+
+# Role assignments
+
+
+def test_every_role_assignment_is_in_rbac_bicep() -> None:
+    elsewhere = [
+        t.path
+        for t in all_templates()
+        if t.path != "app/rbac.bicep" and t.resources(ROLE_ASSIGNMENT)
+    ]
+
+    assert not elsewhere
+
+
+def test_role_assignments_are_exactly_the_allowed_roles_on_their_resources() -> None:
+    rbac = template("app/rbac.bicep")
+    assignments = rbac.resources(ROLE_ASSIGNMENT)
+    granted = {_role_id(rbac.variables, a): a for a in assignments}
+
+    assert len(granted) == len(assignments), "a role is assigned twice"
+    assert set(granted) == set(ALLOWED_ROLES), {g: ALLOWED_ROLES.get(g) for g in granted}
+    for role_id, assignment in granted.items():
+        role_name, scope = ALLOWED_ROLES[role_id]
+        assert assignment.body["scope"] == scope, role_name
+        assert assignment.properties["principalId"] == "principalId", role_name
+        assert assignment.properties["principalType"] == "ServicePrincipal", role_name
+        assert assignment.condition is None, role_name
+
+
+def test_role_assignment_names_are_guid_of_scope_principal_and_role() -> None:
+    rbac = template("app/rbac.bicep")
+    for assignment in rbac.resources(ROLE_ASSIGNMENT):
+        function = assignment.body["name"]["function"]
+        args = function["parameters"]
+
+        assert function["type"] == "guid", assignment.symbol
+        scope_id = args["base_string"]["operator"]["operands"]
+        assert scope_id == {"operand_1": assignment.body["scope"], "operand_2": "id"}
+        assert args["extra_string_1"] == "principalId"
+        role = assignment.properties["roleDefinitionId"]["function"]["parameters"]
+        assert args["extra_string_2"] == role["resource_name_1"], assignment.symbol
+
+
+def test_rbac_scopes_are_existing_resources_not_groups_or_subscriptions() -> None:
+    rbac = template("app/rbac.bicep")
+    existing = {r.symbol for r in rbac.resources(existing=True)}
+
+    assert rbac.tree["globals"]["scope"]["value"] == "resourceGroup"
+    assert {a.body["scope"] for a in rbac.resources(ROLE_ASSIGNMENT)} <= existing
+
+
+@pytest.mark.parametrize("role_id", sorted(FORBIDDEN_ROLES), ids=FORBIDDEN_ROLES.get)
+def test_no_broad_role_appears_anywhere(role_id: str) -> None:
+    for path in INFRA_DIR.rglob("*"):
+        if path.is_file():
+            assert role_id not in path.read_text().lower(), f"{FORBIDDEN_ROLES[role_id]} in {path}"
+
+
+def _role_id(variables: dict[str, Any], assignment: Resource) -> str:
+    """The role definition GUID of an assignment written as subscriptionResourceId(..., roles.x)."""
+    function = assignment.properties["roleDefinitionId"]["function"]
+    assert function["type"] == "subscription_resource_id", assignment.symbol
+    args = function["parameters"]
+    assert args["resource_type"] == "Microsoft.Authorization/roleDefinitions"
+    name = args["resource_name_1"]
+    if isinstance(name, str):
+        return name
+    operands = name["operator"]["operands"]
+    return str(variables[operands["operand_1"]][operands["operand_2"]])
