@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
+from telephony.http_session import pooled_session
 from telephony.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -58,12 +59,6 @@ def _credential(env: Mapping[str, str]) -> Any:
 
 
 def _transport() -> Any:
-    import requests
     from azure.core.pipeline.transport import RequestsTransport
-    from requests.adapters import HTTPAdapter
 
-    session = requests.Session()
-    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=POOL_SIZE)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    return RequestsTransport(session=session, session_owner=False)
+    return RequestsTransport(session=pooled_session(POOL_SIZE), session_owner=False)

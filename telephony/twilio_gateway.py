@@ -183,14 +183,12 @@ class TwilioGateway:
 
     def _http_client(self) -> TwilioHttpClient:
         if self._http is None:
-            from requests.adapters import HTTPAdapter
             from twilio.http.http_client import TwilioHttpClient
 
+            from telephony.http_session import pooled_session
+
             http = TwilioHttpClient(pool_connections=True)
-            adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
-            assert http.session is not None
-            http.session.mount("https://", adapter)
-            http.session.mount("http://", adapter)
+            http.session = pooled_session(self._pool_size)
             # Set after construction: the constructor accepts one number, requests takes both.
             http.timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
             self._http = http

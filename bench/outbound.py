@@ -1,0 +1,176 @@
+"""Throughput of the outbound queue handler against Azurite, Twilio answering in 50 ms.
+
+Run: .venv/bin/python bench/outbound.py   (or `make bench`)
+
+500 SMS commands run through the `outbound` function on 16 worker threads (the host's
+concurrency for one instance: batchSize 16). Twilio is a local stub that answers every
+create after a fixed 50 ms, so the bound is 16 / 0.05 s = 320 messages per second; the
+figure reported is throughput divided by that bound. Delivery records go to a real Table
+(Azurite). Also: Table round trips per send, and the p99 time a message spends in the
+handler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+WORKERS = 16
+MESSAGES = 500
+TWILIO_LATENCY = 0.05
+
+
+class SlowTwilio:
+    """Answers Messages.json creates after a fixed latency, each with its own SID.
+
+    It runs in its own process so that it takes no time from the measured interpreter.
+    """
+
+    def __init__(self, latency: float) -> None:
+        self.latency = latency
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+
+    def start(self) -> SlowTwilio:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-twilio", str(self.latency)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self._process.stdout is not None
+        self.url = self._process.stdout.readline().strip()
+        return self
+
+    def stop(self) -> None:
+        if self._process:
+            self._process.terminate()
+            self._process.wait(10)
+
+
+def serve_twilio(latency: float) -> None:
+    from aiohttp import web
+
+    sids = itertools.count(1)
+
+    async def create(request: web.Request) -> web.Response:
+        await request.read()
+        await asyncio.sleep(latency)
+        return web.json_response({"sid": f"SM{next(sids):032x}", "status": "queued"}, status=201)
+
+    async def main() -> None:
+        app = web.Application()
+        app.router.add_post("/2010-04-01/Accounts/{account}/Messages.json", create)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        print(f"http://127.0.0.1:{port}", flush=True)
+        await asyncio.Event().wait()
+
+    asyncio.run(main())
+
+
+class CountingStore:
+    """Wraps the real Table store to count its round trips."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.calls += 1
+            return method(*args, **kwargs)
+
+        return counted
+
+
+def run() -> dict[str, float]:
+    from azure.functions.queue import QueueMessage
+
+    from telephony.container import build_container, set_container
+    from tests.app_client import function
+    from tests.peers.azurite import Azurite
+
+    twilio = SlowTwilio(TWILIO_LATENCY).start()
+    with Azurite() as azurite:
+        suffix = uuid.uuid4().hex[:8]
+        container = build_container(
+            {
+                "AzureWebJobsStorage": azurite.connection_string,
+                "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+                "TWILIO_AUTH_TOKEN": "bench-token",
+                "TWILIO_PHONE_NUMBER": "+15017122661",
+                "TWILIO_API_BASE_URL": twilio.url,
+                "PUBLIC_BASE_URL": "https://bench.example",
+                "DELIVERIES_TABLE_NAME": f"bench{suffix}",
+            }
+        )
+        set_container(container)
+        service = container.outbound_service()
+        store = CountingStore(service._store)
+        service._store = store  # type: ignore[assignment]
+        handler = function("outbound")
+        body = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
+        messages = [
+            QueueMessage(
+                id=f"m-{i}",
+                body=json.dumps({**body, "idempotency_key": f"{suffix}-{i}"}).encode(),
+                dequeue_count=1,
+            )  # type: ignore[no-untyped-call]
+            for i in range(MESSAGES + WORKERS)
+        ]
+        # Warm up: table created, pools filled, code paths loaded; not measured.
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(handler, messages[:WORKERS]))
+        store.calls = 0
+        durations: list[float] = []
+
+        def timed(message: Any) -> None:
+            start = time.perf_counter()
+            handler(message)
+            durations.append(time.perf_counter() - start)
+
+        start = time.perf_counter()
+        with ThreadPoolExecutor(WORKERS) as pool:
+            list(pool.map(timed, messages[WORKERS:]))
+        elapsed = time.perf_counter() - start
+        set_container(None)
+    twilio.stop()
+    rate = MESSAGES / elapsed
+    bound = WORKERS / TWILIO_LATENCY
+    return {
+        "messages": MESSAGES,
+        "seconds": elapsed,
+        "messages_per_second": rate,
+        "bound_per_second": bound,
+        "ratio_to_bound": rate / bound,
+        "table_round_trips_per_send": store.calls / MESSAGES,
+        "handler_p50_ms": statistics.median(durations) * 1000,
+        "handler_p99_ms": statistics.quantiles(durations, n=100)[98] * 1000,
+    }
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["--serve-twilio"]:
+        serve_twilio(float(sys.argv[2]))
+    else:
+        print(json.dumps(run(), indent=2))
