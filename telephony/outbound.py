@@ -50,6 +50,9 @@ logger = logging.getLogger(__name__)
 
 # host.json extensions.queues.maxDequeueCount; tests check the two agree.
 MAX_DEQUEUE_COUNT = 5
+# Settled statuses that never reached Twilio: a requeued poison message, or a corrected
+# command under a key that was rejected, is sent (still at most once).
+RETRYABLE = frozenset({POISON, REJECTED})
 # Longer than a Twilio request can take (connect 5 s + read 15 s): a live claim is never
 # mistaken for a dead one.
 LEASE = timedelta(seconds=60)
@@ -182,8 +185,7 @@ class OutboundService:
             if claimed is None:  # another worker inserted first
                 raise RetryLaterError("another worker claimed this key")
             return claimed
-        # A poison record never reached Twilio: a requeued poison message tries again.
-        if existing.status in SETTLED and existing.status != POISON:
+        if existing.status in SETTLED and existing.status not in RETRYABLE:
             return None
         if existing.status == CLAIMED and existing.lease_until and existing.lease_until > now:
             raise RetryLaterError("another worker holds the lease on this key")

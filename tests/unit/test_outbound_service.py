@@ -312,3 +312,14 @@ def test_callback_resolves_an_in_doubt_record() -> None:
     svc.apply_status("m", "delivered", "SM" + "9" * 32, None)
     rec = record(store, "m")
     assert (rec.status, rec.twilio_sid) == ("delivered", "SM" + "9" * 32)
+
+
+def test_corrected_command_under_a_rejected_key_is_sent() -> None:
+    sender = ScriptedSender()
+    svc, store = service(sender)
+    bad = json.dumps({**SMS, "bdy": "typo", "idempotency_key": "k"})
+    assert svc.handle(bad, "m1", 1) is Outcome.REJECTED
+    assert svc.handle(bad, "m1", 2) is Outcome.REJECTED
+    assert svc.handle(json.dumps({**SMS, "idempotency_key": "k"}), "m2", 1) is Outcome.SENT
+    assert record(store, "k").status == "queued"
+    assert len(sender.sent) == 1
