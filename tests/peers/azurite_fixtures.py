@@ -16,7 +16,7 @@ from tests.peers.azurite import Azurite
 
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
-    """One Azurite (queue, table, blob; in memory) for the whole test session.
+    """One Azurite (queue, table, blob; in memory) for the whole test run.
 
     Tests share it, so each test should use its own queue and table names.
     """
