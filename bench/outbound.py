@@ -106,9 +106,9 @@ class CountingStore:
 def run() -> dict[str, float]:
     from azure.functions.queue import QueueMessage
 
+    from localpeers.azurite import Azurite
     from telephony.container import build_container, set_container
     from tests.app_client import function
-    from tests.peers.azurite import Azurite
 
     twilio = SlowTwilio(TWILIO_LATENCY).start()
     with Azurite() as azurite:

@@ -30,7 +30,7 @@ from azure.storage.queue import QueueClient
 from devhost.config import ConfigError, QueueOptions, parse_timespan, queue_options
 from devhost.http import compile_route
 from devhost.metadata import HttpFunction
-from tests.peers.azurite import PROJECT_ROOT, Azurite
+from localpeers.azurite import PROJECT_ROOT, Azurite
 
 pytest_plugins = ("tests.peers.azurite_fixtures",)
 

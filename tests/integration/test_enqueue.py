@@ -8,9 +8,9 @@ import uuid
 import pytest
 from azure.storage.queue import QueueClient
 
+from localpeers.azurite import Azurite
 from telephony.commands import CommandRejectedError
 from telephony.enqueue import enqueue, main
-from tests.peers.azurite import Azurite
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import logging
 
 import pytest
 
+from localpeers.twilio_mock import TwilioMock
 from telephony.twilio_gateway import READ_TIMEOUT_SECONDS
 from tests.app_client import APP_URL, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN, body_json, post_json
 from tests.conftest import AppFactory
-from tests.peers.twilio_mock import TwilioMock
 
 TO = "+15558675310"
 
@@ -109,7 +109,7 @@ def test_throttling_and_server_errors_are_503(app: TwilioMock, status: int, code
 
 
 def test_twilio_unreachable_is_503(app_env: AppFactory) -> None:
-    from tests.peers.twilio_mock import free_port
+    from localpeers.twilio_mock import free_port
 
     app_env(TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
     resp = post_json("make_call", {"to": TO})

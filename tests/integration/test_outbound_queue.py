@@ -19,13 +19,13 @@ from azure.data.tables import TableServiceClient
 from azure.functions.queue import QueueMessage as TriggerMessage
 from azure.storage.queue import QueueClient
 
+from localpeers.azurite import Azurite
+from localpeers.twilio_mock import TwilioMock
 from telephony.container import Container
 from telephony.deliveries import CLAIMED, DeliveryRecord
 from telephony.outbound import MAX_DEQUEUE_COUNT, RetryLaterError
 from tests.app_client import body_json, function, post_json, signed_post
 from tests.conftest import AppFactory
-from tests.peers.azurite import Azurite
-from tests.peers.twilio_mock import TwilioMock
 
 SMS = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
 PUBLIC = "https://calls.contoso.com"

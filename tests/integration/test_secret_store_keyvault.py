@@ -12,8 +12,8 @@ import time
 
 import pytest
 
+from localpeers.keyvault import USER_ASSIGNED_CLIENT_ID, VAULT_RESOURCE, LocalKeyVault
 from telephony.secrets import KeyVaultSecretFetcher, SecretStore, SecretUnavailableError
-from tests.peers.keyvault import USER_ASSIGNED_CLIENT_ID, VAULT_RESOURCE, LocalKeyVault
 
 PRIMARY = "TWILIO_AUTH_TOKEN"
 SECONDARY = "TWILIO_AUTH_TOKEN_SECONDARY"

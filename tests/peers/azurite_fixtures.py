@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.peers.azurite import Azurite
+from localpeers.azurite import Azurite
 
 
 @pytest.fixture(scope="session")

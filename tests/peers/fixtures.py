@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.peers.twilio_mock import TwilioMock, TwilioMockStartError
+from localpeers.twilio_mock import TwilioMock, TwilioMockStartError
 
 _PEER = pytest.StashKey[TwilioMock | Exception]()
 

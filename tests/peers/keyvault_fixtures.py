@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.peers.keyvault import LocalKeyVault
+from localpeers.keyvault import LocalKeyVault
 
 # Variables that would send the SDK elsewhere: lowercase proxy variables win over uppercase
 # ones in urllib, and other managed identity sources take precedence over App Service's.

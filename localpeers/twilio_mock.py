@@ -15,7 +15,7 @@ Twilio's description defines no error responses, so `derive_spec` writes a copy 
 error response carries one named example per Twilio error code in `ERROR_EXAMPLES`, and
 ``Prefer: code=400, example=twilio-21408`` picks one.
 
-Run ``python -m tests.peers.twilio_mock --port 4010`` to serve it in the foreground.
+Run ``python -m localpeers.twilio_mock --port 4010`` to serve it in the foreground.
 """
 
 from __future__ import annotations

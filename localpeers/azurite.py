@@ -6,7 +6,7 @@ binary always starts; one Node.js process costs about half the memory of separat
 defaults to 0: Azurite binds a free port itself and prints it, so parallel runs never race
 for a port. The process runs in its own process group and is stopped with ``killpg``.
 
-Run ``python -m tests.peers.azurite`` to serve it in the foreground; it prints the
+Run ``python -m localpeers.azurite`` to serve it in the foreground; it prints the
 connection string and stops on SIGINT or SIGTERM.
 """
 
