@@ -7,9 +7,11 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: help install lint format test unit bench clean
+.PHONY: help install run demo lint format test unit bench clean
 
 help:
+	@echo "make run     the app on http://127.0.0.1:7071 with local Twilio and Storage peers"
+	@echo "make demo    show the running app at work (run it beside make run)"
 	@echo "make test    install what is missing, lint, type-check, run every test"
 	@echo "make lint    ruff (lint and format check) and mypy"
 	@echo "make unit    unit tests only (no peers)"
@@ -32,6 +34,12 @@ $(CHECKOV): requirements-checkov.txt
 	touch $@
 
 install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV)
+
+run: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m devhost.stack
+
+demo: $(PY_STAMP)
+	$(PY) -m devhost.demo
 
 lint: $(PY_STAMP)
 	$(VENV)/bin/ruff check .

@@ -8,6 +8,7 @@ until a signed status callback marks it delivered.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 import uuid
@@ -18,7 +19,7 @@ from urllib.parse import quote
 import requests
 from twilio.request_validator import RequestValidator
 
-APP = "http://127.0.0.1:7071"
+APP = os.environ.get("DEMO_APP_URL", "http://127.0.0.1:7071").rstrip("/")
 SETTINGS_FILE = Path("local.settings.json")
 
 
@@ -105,8 +106,8 @@ def delivered_callback(key: str, sid: str, token: str, public: str) -> None:
 
 def run() -> None:
     settings = _settings()
-    token = settings["TWILIO_AUTH_TOKEN"]
-    public = settings.get("PUBLIC_BASE_URL", APP).rstrip("/")
+    token = os.environ.get("TWILIO_AUTH_TOKEN") or settings["TWILIO_AUTH_TOKEN"]
+    public = APP  # `make run` serves the app with PUBLIC_BASE_URL set to its own address
     print(f"1. inbound SMS -> sms_url answers: {inbound_sms(token, public)}")
     call = place_call()
     print(f"2. make_call -> call {call['sid']} to {call['to']} is {call['status']}")

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 LOOPBACK = "127.0.0.1"
 

@@ -48,7 +48,7 @@ from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRISM_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "prism"
 TWILIO_SPEC = (
     PROJECT_ROOT / "node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json"

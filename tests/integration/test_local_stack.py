@@ -1,0 +1,128 @@
+"""`make run` end to end: the stack starts through its own entry point, the demo's steps run
+over real HTTP against it, and stopping it leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def descendants(root: int) -> set[int]:
+    """Live processes (not zombies) started by `root`, at any depth, and `root` itself."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] != "Z":
+            parents[int(entry.name)] = int(fields[1])
+    found = {root} if root in parents else set()
+    grew = True
+    while grew:
+        more = {pid for pid, parent in parents.items() if parent in found} - found
+        found |= more
+        grew = bool(more)
+    return found
+
+
+def alive(pids: set[int]) -> set[int]:
+    living = set()
+    for pid in pids:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            living.add(pid)
+    return living
+
+
+@pytest.fixture
+def stack() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`python -m devhost.stack` (what `make run` runs) on free ports, and its app URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "devhost.stack", "--port", "0", "--twilio-port", "0",
+         "--storage-ports", "0,0,0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield process, _app_url(process)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _app_url(process: subprocess.Popen[str]) -> str:
+    assert process.stdout is not None
+    output = []
+    for line in process.stdout:  # ends when the stack exits
+        output.append(line)
+        match = re.match(r"Function app\s+(http://127\.0\.0\.1:\d+)/api/", line)
+        if match:
+            # Keep reading, so the stack's logs never fill the pipe and block it.
+            threading.Thread(target=process.stdout.read, daemon=True).start()
+            return match.group(1)
+    raise AssertionError("the stack did not start:\n" + "".join(output))
+
+
+def test_make_run_serves_the_demo_and_stops_cleanly(
+    stack: tuple[subprocess.Popen[str], str],
+) -> None:
+    process, app_url = stack
+    # WHEN the demo runs against the stack, as a person would beside `make run`
+    demo = subprocess.run(
+        [sys.executable, "-m", "devhost.demo"],
+        cwd=ROOT,
+        env={**os.environ, "DEMO_APP_URL": app_url},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    # THEN every step shows its result
+    assert demo.returncode == 0, demo.stdout + demo.stderr
+    lines = demo.stdout.splitlines()
+    assert "<Message>Hey, thanks for the ping! Twilio and Azure rock!</Message>" in lines[0]
+    assert re.search(r"call CA[0-9a-f]{32} to \+1\*+10", lines[1])
+    assert re.search(r"demo-\w+ is queued as SM[0-9a-f]{32}", lines[2])
+    assert lines[3].endswith("is delivered")
+    # WHEN the stack gets Ctrl-C, THEN it exits and every process it started is gone
+    started = descendants(process.pid)
+    assert len(started) >= 4  # the stack, Azurite, Prism, the function host
+    process.send_signal(signal.SIGINT)
+    assert process.wait(60) == 0
+    deadline = time.monotonic() + 10
+    while alive(started) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert alive(started) == set()
+
+
+def test_demo_says_clearly_when_the_app_is_not_running() -> None:
+    demo = subprocess.run(
+        [sys.executable, "-m", "devhost.demo"],
+        cwd=ROOT,
+        env={**os.environ, "DEMO_APP_URL": "http://127.0.0.1:9"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert demo.returncode == 1
+    if (ROOT / "local.settings.json").exists():
+        assert "start it with `make run`" in demo.stderr
