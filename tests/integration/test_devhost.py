@@ -32,7 +32,6 @@ from devhost.http import compile_route
 from devhost.metadata import HttpFunction
 from localpeers.azurite import PROJECT_ROOT, Azurite
 
-
 APP = "tests.integration.devhost_sample_app:app"
 _LISTENING = re.compile(r"Development host listening on (http://\S+)")
 
