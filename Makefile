@@ -36,7 +36,7 @@ $(CHECKOV): requirements-checkov.txt
 install: $(PY_STAMP) $(NODE_STAMP) $(CHECKOV)
 
 run: $(PY_STAMP) $(NODE_STAMP)
-	$(PY) -m devhost.stack
+	$(PY) -m devhost.stack $(ARGS)
 
 demo: $(PY_STAMP)
 	$(PY) -m devhost.demo
