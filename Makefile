@@ -56,8 +56,11 @@ test: install lint
 unit: $(PY_STAMP)
 	$(PY) -m pytest tests/unit
 
-bench: install
+bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) bench/webhooks.py
+	$(PY) bench/connections.py
+	$(PY) bench/outbound.py
+	$(PY) bench/stack_startup.py
 
 clean:
 	rm -rf $(VENV) .venv-checkov node_modules .pytest_cache .mypy_cache .ruff_cache

@@ -15,23 +15,14 @@ from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from importlib import resources
 from typing import Any, Literal
 
-from telephony.errors import InvalidInputError
+from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.phone import check_destination, parse_e164
 
 SCHEMA_FILE = "outbound-command.v1.json"
 SCHEDULE_MIN = timedelta(minutes=15)  # Twilio's window for scheduled messages
 SCHEDULE_MAX = timedelta(days=35)
-
-
-class CommandRejectedError(InvalidInputError):
-    """The message can never be sent as it is; `key` is its idempotency key, when known."""
-
-    def __init__(self, message: str, field: str | None = None, key: str | None = None) -> None:
-        super().__init__(message, field)
-        self.key = key
 
 
 @dataclass(frozen=True)
@@ -232,6 +223,8 @@ def _check_schedule(command: OutboundCommand, rules: CommandRules, now: datetime
 
 @cache
 def _schema() -> dict[str, Any]:
+    from importlib import resources
+
     text = resources.files("telephony.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 

@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 from telephony.secrets import KeyVaultSecretFetcher, SecretStore
 from telephony.settings import Settings, SettingsError
 from telephony.signature import SignatureValidator
-from telephony.twilio_gateway import Credentials, TwilioGateway
 
 if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
     from telephony.commands import CommandRules
     from telephony.outbound import OutboundService
+    from telephony.twilio_gateway import Credentials, TwilioGateway
 
 
 @dataclass
@@ -31,12 +31,18 @@ class Container:
     settings: Settings
     secrets: SecretStore
     env: Mapping[str, str] = field(default_factory=dict)
-    gateway: TwilioGateway = field(init=False)
+    _gateway: TwilioGateway | None = field(init=False, default=None)
     _outbound: OutboundService | None = field(init=False, default=None)
     _queue: QueueClient | None = field(init=False, default=None)
 
-    def __post_init__(self) -> None:
-        self.gateway = TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
+    @property
+    def gateway(self) -> TwilioGateway:
+        """The Twilio gateway (built on first use: the webhooks never need it)."""
+        if self._gateway is None:
+            from telephony.twilio_gateway import TwilioGateway
+
+            self._gateway = TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
+        return self._gateway
 
     def outbound_service(self) -> OutboundService:
         """The queued-send service, with its Table Storage records (built on first use)."""
@@ -68,6 +74,8 @@ class Container:
 
     def credentials(self) -> Credentials:
         """REST credentials; an API key wins over the auth token when both are set."""
+        from telephony.twilio_gateway import Credentials
+
         account_sid = self.settings.account_sid
         if not account_sid:
             raise SettingsError("TWILIO_ACCOUNT_SID is not set")

@@ -19,7 +19,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from telephony.commands import CommandRejectedError, CommandRules, parse_command
+from telephony.commands import CommandRules, parse_command
+from telephony.errors import CommandRejectedError
 from telephony.settings import Settings
 
 

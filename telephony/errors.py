@@ -1,4 +1,4 @@
-"""Errors of the request domain: bad input, refused destinations."""
+"""Errors of the request domain: bad input and refused commands."""
 
 from __future__ import annotations
 
@@ -10,3 +10,11 @@ class InvalidInputError(ValueError):
         super().__init__(message)
         self.message = message
         self.field = field
+
+
+class CommandRejectedError(InvalidInputError):
+    """An outbound command that can never be sent as it is; `key` is its idempotency key."""
+
+    def __init__(self, message: str, field: str | None = None, key: str | None = None) -> None:
+        super().__init__(message, field)
+        self.key = key

@@ -14,7 +14,6 @@ from enum import Enum
 from typing import Protocol
 
 from telephony.commands import (
-    CommandRejectedError,
     CommandRules,
     OutboundCommand,
     decode_message,
@@ -35,6 +34,7 @@ from telephony.deliveries import (
     advance,
     apply_callback,
 )
+from telephony.errors import CommandRejectedError
 from telephony.logs import log_event
 from telephony.twilio_gateway import (
     CreatedResource,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import azure.functions as func
@@ -15,14 +16,15 @@ from telephony.blueprints.http import (
     read_json,
     unavailable,
 )
-from telephony.commands import CommandRejectedError
 from telephony.container import get_container
-from telephony.deliveries import DeliveryRecord
-from telephony.errors import InvalidInputError
+from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.logs import log_event
 from telephony.phone import mask
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
+
+if TYPE_CHECKING:
+    from telephony.deliveries import DeliveryRecord
 
 logger = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]

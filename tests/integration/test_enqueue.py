@@ -9,8 +9,8 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from localpeers.azurite import Azurite
-from telephony.commands import CommandRejectedError
 from telephony.enqueue import enqueue, main
+from telephony.errors import CommandRejectedError
 
 
 @pytest.fixture

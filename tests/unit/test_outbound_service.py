@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from telephony.commands import CommandRejectedError, CommandRules
+from telephony.commands import CommandRules
 from telephony.deliveries import CLAIMED, DeliveryRecord
+from telephony.errors import CommandRejectedError
 from telephony.outbound import (
     LEASE,
     MAX_DEQUEUE_COUNT,
