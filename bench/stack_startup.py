@@ -23,23 +23,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 RUNS = 5
 
 
-def _tree(root: int) -> set[int]:
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                parents[int(entry.name)] = int(
-                    (entry / "stat").read_text().rsplit(")", 1)[1].split()[1]
-                )
-            except OSError:
-                continue
-    found = {root}
-    while more := {pid for pid, parent in parents.items() if parent in found} - found:
-        found |= more
-    return found
+from localpeers.processes import live_descendants  # noqa: E402
 
 
 def _rss_mb(pids: set[int]) -> float:
@@ -92,9 +80,9 @@ def one_run() -> tuple[float, float]:
         stdout=subprocess.DEVNULL,
     )
     while demo.poll() is None:
-        peak = max(peak, _rss_mb(_tree(process.pid)))
+        peak = max(peak, _rss_mb(live_descendants(process.pid)))
         time.sleep(0.05)
-    peak = max(peak, _rss_mb(_tree(process.pid)))
+    peak = max(peak, _rss_mb(live_descendants(process.pid)))
     process.send_signal(signal.SIGINT)
     process.wait(60)
     assert demo.returncode == 0, "the demo failed"

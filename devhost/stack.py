@@ -24,6 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from localpeers.azurite import Azurite, AzuritePorts
+from localpeers.processes import free_port, stop_group
 from localpeers.twilio_mock import TwilioMock
 
 SETTINGS = Path("local.settings.json")
@@ -84,13 +85,8 @@ class Stack:
         self._wait_until_serving()
 
     def stop(self) -> None:
-        if self.host and self.host.poll() is None:
-            os.killpg(self.host.pid, signal.SIGTERM)
-            try:
-                self.host.wait(15)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.host.pid, signal.SIGKILL)
-                self.host.wait()
+        if self.host is not None:
+            stop_group(self.host, grace=15)
         if self.twilio:
             self.twilio.stop()
         self.azurite.stop()
@@ -160,21 +156,13 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     blob, queue, table = (int(p) for p in args.storage_ports.split(","))
     if ensure_settings():
         print(f"Created {SETTINGS} from {EXAMPLE} (local peers, a mock Twilio account).")
     twilio_port = None if args.real_twilio else args.twilio_port
-    stack = Stack(args.port or _free_port(), twilio_port, AzuritePorts(blob, queue, table))
+    stack = Stack(args.port or free_port(), twilio_port, AzuritePorts(blob, queue, table))
     stopping = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stopping.set())

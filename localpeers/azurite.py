@@ -13,7 +13,6 @@ connection string and stops on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import subprocess
@@ -25,6 +24,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+
+from localpeers.processes import stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
@@ -126,7 +127,7 @@ class Azurite:
         """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""
         process, self._process = self._process, None
         if process is not None:
-            _stop_group(process)
+            stop_group(process)
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -226,20 +227,6 @@ def _answers(endpoint: str) -> bool:
         return True
     except OSError:
         return False
-
-
-def _stop_group(process: subprocess.Popen[bytes], grace: float = 5.0) -> None:
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            break
-        try:
-            process.wait(timeout=grace)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.wait()
 
 
 # ---------------------------------------------------------------------- command line

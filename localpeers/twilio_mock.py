@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import http.client
 import json
-import os
 import re
 import secrets
 import shutil
@@ -47,6 +46,8 @@ import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
 from yarl import URL
+
+from localpeers.processes import free_port, stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 PRISM_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "prism"
@@ -214,14 +215,6 @@ def derive_spec(target_dir: Path, source: Path = TWILIO_SPEC) -> Path:
 # ----------------------------------------------------------------------------- prism
 
 
-def free_port() -> int:
-    """Return a loopback TCP port that is free right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind((LOOPBACK, 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def _answers_like_prism(port: int) -> bool:
     # A CORS preflight: Prism answers it without logging, and a bare TCP connect would
     # also succeed against whatever else might hold the port.
@@ -234,20 +227,6 @@ def _answers_like_prism(port: int) -> bool:
         return False
     finally:
         connection.close()
-
-
-def _stop_group(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is not None:
-        return
-    # Prism's node process may have children; the group goes down together.
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(process.pid, signal.SIGKILL)
-        process.wait(timeout=5)
 
 
 class _PrismProcess:
@@ -284,7 +263,7 @@ class _PrismProcess:
             )
         # Its own process group keeps Prism out of the terminal's Ctrl-C; the finalizer
         # still ends it if the owner is collected or the interpreter exits without stop().
-        self._stop = weakref.finalize(self, _stop_group, process)
+        self._stop = weakref.finalize(self, stop_group, process)
         self._wait_until_listening(process, timeout)
 
     def _wait_until_listening(self, process: subprocess.Popen[bytes], timeout: float) -> None:

@@ -15,40 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from localpeers.processes import live_descendants, still_alive
+
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def descendants(root: int) -> set[int]:
-    """Live processes (not zombies) started by `root`, at any depth, and `root` itself."""
-    parents: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if fields[0] != "Z":
-            parents[int(entry.name)] = int(fields[1])
-    found = {root} if root in parents else set()
-    grew = True
-    while grew:
-        more = {pid for pid, parent in parents.items() if parent in found} - found
-        found |= more
-        grew = bool(more)
-    return found
-
-
-def alive(pids: set[int]) -> set[int]:
-    living = set()
-    for pid in pids:
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state != "Z":
-            living.add(pid)
-    return living
 
 
 @pytest.fixture
@@ -104,14 +73,14 @@ def test_make_run_serves_the_demo_and_stops_cleanly(
     assert re.search(r"demo-\w+ is queued as SM[0-9a-f]{32}", lines[2])
     assert lines[3].endswith("is delivered")
     # WHEN the stack gets Ctrl-C, THEN it exits and every process it started is gone
-    started = descendants(process.pid)
+    started = live_descendants(process.pid)
     assert len(started) >= 4  # the stack, Azurite, Prism, the function host
     process.send_signal(signal.SIGINT)
     assert process.wait(60) == 0
     deadline = time.monotonic() + 10
-    while alive(started) and time.monotonic() < deadline:
+    while still_alive(started) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert alive(started) == set()
+    assert still_alive(started) == set()
 
 
 def test_demo_says_clearly_when_the_app_is_not_running() -> None:

@@ -109,7 +109,7 @@ def test_throttling_and_server_errors_are_503(app: TwilioMock, status: int, code
 
 
 def test_twilio_unreachable_is_503(app_env: AppFactory) -> None:
-    from localpeers.twilio_mock import free_port
+    from localpeers.processes import free_port
 
     app_env(TWILIO_API_BASE_URL=f"http://127.0.0.1:{free_port()}")
     resp = post_json("make_call", {"to": TO})

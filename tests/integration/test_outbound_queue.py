@@ -11,6 +11,7 @@ import base64
 import json
 import threading
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -75,18 +76,31 @@ class Stack:
         return self.queue.get_queue_properties().approximate_message_count
 
 
+StackFactory = Callable[..., Stack]
+
+
 @pytest.fixture
-def stack(app_env: AppFactory, azurite: Azurite, twilio_mock: TwilioMock) -> Stack:
-    suffix = uuid.uuid4().hex[:10]
-    container = app_env(
-        AzureWebJobsStorage=azurite.connection_string,
-        OUTBOUND_QUEUE_NAME=f"outbound-{suffix}",
-        DELIVERIES_TABLE_NAME=f"deliveries{suffix}",
-        TWILIO_API_BASE_URL=twilio_mock.base_url,
-        PUBLIC_BASE_URL=PUBLIC,
-        TWILIO_MESSAGING_SERVICE_SID="",
-    )
-    return Stack(container, azurite, twilio_mock)
+def make_stack(app_env: AppFactory, azurite: Azurite, twilio_mock: TwilioMock) -> StackFactory:
+    """Builds the app on Azurite and the Twilio peer; settings may be overridden."""
+
+    def build(**overrides: str) -> Stack:
+        suffix = uuid.uuid4().hex[:10]
+        settings = {
+            "AzureWebJobsStorage": azurite.connection_string,
+            "OUTBOUND_QUEUE_NAME": f"outbound-{suffix}",
+            "DELIVERIES_TABLE_NAME": f"deliveries{suffix}",
+            "TWILIO_API_BASE_URL": twilio_mock.base_url,
+            "PUBLIC_BASE_URL": PUBLIC,
+            "TWILIO_MESSAGING_SERVICE_SID": "",
+        }
+        return Stack(app_env(**{**settings, **overrides}), azurite, twilio_mock)
+
+    return build
+
+
+@pytest.fixture
+def stack(make_stack: StackFactory) -> Stack:
+    return make_stack()
 
 
 def test_sms_is_sent_once_and_recorded(stack: Stack) -> None:
@@ -228,21 +242,11 @@ def test_mms_with_media(stack: Stack) -> None:
     assert sent.violations == []
 
 
-def test_scheduled_sms_uses_twilio_scheduling(
-    app_env: AppFactory, azurite: Azurite, twilio_mock: TwilioMock
-) -> None:
-    suffix = uuid.uuid4().hex[:10]
-    container = app_env(
-        AzureWebJobsStorage=azurite.connection_string,
-        OUTBOUND_QUEUE_NAME=f"outbound-{suffix}",
-        DELIVERIES_TABLE_NAME=f"deliveries{suffix}",
-        TWILIO_API_BASE_URL=twilio_mock.base_url,
-        TWILIO_MESSAGING_SERVICE_SID="MG" + "b" * 32,
-    )
-    stack = Stack(container, azurite, twilio_mock)
+def test_scheduled_sms_uses_twilio_scheduling(make_stack: StackFactory) -> None:
+    stack = make_stack(TWILIO_MESSAGING_SERVICE_SID="MG" + "b" * 32)
     stack.put({**SMS, "send_at": _in_window(), "idempotency_key": "later"})
     assert stack.deliver() is None
-    [sent] = twilio_mock.find_requests("/Messages.json")
+    [sent] = stack.twilio.find_requests("/Messages.json")
     assert sent.violations == []
     assert sent.param("ScheduleType") == "fixed"
     assert sent.param("MessagingServiceSid") == "MG" + "b" * 32
