@@ -2,12 +2,13 @@
 
 Run: .venv/bin/python bench/outbound.py   (or `make bench`)
 
-500 SMS commands run through the `outbound` function on 16 worker threads (the host's
-concurrency for one instance: batchSize 16). Twilio is a local stub that answers every
-create after a fixed 50 ms, so the bound is 16 / 0.05 s = 320 messages per second; the
-figure reported is throughput divided by that bound. Delivery records go to a real Table
-(Azurite). Also: Table round trips per send, and the p99 time a message spends in the
-handler.
+500 SMS commands run through the `outbound` function at the host's concurrency for one
+instance (batchSize 16): in one Python worker process with 16 threads, then in two worker
+processes with 8 threads each (FUNCTIONS_WORKER_PROCESS_COUNT=2). Twilio is a local stub
+that answers every create after a fixed 50 ms, so the bound is 16 / 0.05 s = 320 messages
+per second; the figure reported is throughput divided by that bound. Delivery records go
+to a real Table (Azurite). Also: Table round trips per send, and the p99 time a message
+spends in the handler.
 """
 
 from __future__ import annotations
@@ -103,67 +104,103 @@ class CountingStore:
         return counted
 
 
-def run() -> dict[str, float]:
+def worker(connection_string: str, twilio_url: str, table: str, count: int, threads: int) -> None:
+    """One worker process: warm up, wait for the start line, run `count` messages, report."""
     from azure.functions.queue import QueueMessage
 
-    from localpeers.azurite import Azurite
     from telephony.container import build_container, set_container
     from tests.app_client import function
 
-    twilio = SlowTwilio(TWILIO_LATENCY).start()
-    with Azurite() as azurite:
-        suffix = uuid.uuid4().hex[:8]
-        container = build_container(
-            {
-                "AzureWebJobsStorage": azurite.connection_string,
-                "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
-                "TWILIO_AUTH_TOKEN": "bench-token",
-                "TWILIO_PHONE_NUMBER": "+15017122661",
-                "TWILIO_API_BASE_URL": twilio.url,
-                "PUBLIC_BASE_URL": "https://bench.example",
-                "DELIVERIES_TABLE_NAME": f"bench{suffix}",
-            }
+    container = build_container(
+        {
+            "AzureWebJobsStorage": connection_string,
+            "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+            "TWILIO_AUTH_TOKEN": "bench-token",
+            "TWILIO_PHONE_NUMBER": "+15017122661",
+            "TWILIO_API_BASE_URL": twilio_url,
+            "PUBLIC_BASE_URL": "https://bench.example",
+            "DELIVERIES_TABLE_NAME": table,
+        }
+    )
+    set_container(container)
+    service = container.outbound_service()
+    store = CountingStore(service._store)
+    service._store = store  # type: ignore[assignment]
+    handler = function("outbound")
+    prefix = uuid.uuid4().hex[:8]
+    body = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
+    messages = [
+        QueueMessage(  # type: ignore[no-untyped-call]
+            id=f"m-{i}",
+            body=json.dumps({**body, "idempotency_key": f"{prefix}-{i}"}).encode(),
+            dequeue_count=1,
         )
-        set_container(container)
-        service = container.outbound_service()
-        store = CountingStore(service._store)
-        service._store = store  # type: ignore[assignment]
-        handler = function("outbound")
-        body = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
-        messages = [
-            QueueMessage(
-                id=f"m-{i}",
-                body=json.dumps({**body, "idempotency_key": f"{suffix}-{i}"}).encode(),
-                dequeue_count=1,
-            )  # type: ignore[no-untyped-call]
-            for i in range(MESSAGES + WORKERS)
+        for i in range(count + threads)
+    ]
+    # Warm up (table created, pools filled, code loaded); not measured.
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(handler, messages[:threads]))
+    store.calls = 0
+    durations: list[float] = []
+
+    def timed(message: Any) -> None:
+        began = time.perf_counter()
+        handler(message)
+        durations.append(time.perf_counter() - began)
+
+    print("ready", flush=True)
+    sys.stdin.readline()
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(timed, messages[threads:]))
+    print(json.dumps({"durations": durations, "round_trips": store.calls}), flush=True)
+
+
+def run(processes: int) -> dict[str, float]:
+    """MESSAGES commands over `processes` workers of WORKERS / processes threads each."""
+    from localpeers.azurite import Azurite
+
+    twilio = SlowTwilio(TWILIO_LATENCY).start()
+    threads = WORKERS // processes
+    with Azurite() as azurite:
+        table = f"bench{uuid.uuid4().hex[:8]}"
+        args = [
+            azurite.connection_string,
+            twilio.url,
+            table,
+            str(MESSAGES // processes),
+            str(threads),
         ]
-        # Warm up: table created, pools filled, code paths loaded; not measured.
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(handler, messages[:WORKERS]))
-        store.calls = 0
-        durations: list[float] = []
-
-        def timed(message: Any) -> None:
-            start = time.perf_counter()
-            handler(message)
-            durations.append(time.perf_counter() - start)
-
-        start = time.perf_counter()
-        with ThreadPoolExecutor(WORKERS) as pool:
-            list(pool.map(timed, messages[WORKERS:]))
-        elapsed = time.perf_counter() - start
-        set_container(None)
+        workers = [
+            subprocess.Popen(
+                [sys.executable, __file__, "--worker", *args],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(processes)
+        ]
+        for process in workers:
+            assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        began = time.perf_counter()
+        for process in workers:
+            assert process.stdin is not None
+            process.stdin.write("go\n")
+            process.stdin.flush()
+        reports = [json.loads(process.communicate()[0]) for process in workers]
+        elapsed = time.perf_counter() - began
     twilio.stop()
-    rate = MESSAGES / elapsed
+    durations = [d for report in reports for d in report["durations"]]
+    rate = len(durations) / elapsed
     bound = WORKERS / TWILIO_LATENCY
     return {
-        "messages": MESSAGES,
+        "worker_processes": processes,
+        "threads_per_process": threads,
+        "messages": len(durations),
         "seconds": elapsed,
         "messages_per_second": rate,
         "bound_per_second": bound,
         "ratio_to_bound": rate / bound,
-        "table_round_trips_per_send": store.calls / MESSAGES,
+        "table_round_trips_per_send": sum(r["round_trips"] for r in reports) / len(durations),
         "handler_p50_ms": statistics.median(durations) * 1000,
         "handler_p99_ms": statistics.quantiles(durations, n=100)[98] * 1000,
     }
@@ -172,5 +209,9 @@ def run() -> dict[str, float]:
 if __name__ == "__main__":
     if sys.argv[1:2] == ["--serve-twilio"]:
         serve_twilio(float(sys.argv[2]))
+    elif sys.argv[1:2] == ["--worker"]:
+        connection, url, table, count, threads = sys.argv[2:7]
+        worker(connection, url, table, int(count), int(threads))
     else:
-        print(json.dumps(run(), indent=2))
+        # One Python worker process (the default), and two (FUNCTIONS_WORKER_PROCESS_COUNT=2).
+        print(json.dumps([run(1), run(2)], indent=2))
