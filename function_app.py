@@ -6,9 +6,10 @@ import azure.functions as func
 
 from telephony.blueprints import calls, outbound, webhooks
 
-# The Azure SDKs log every HTTP request's headers at INFO, the host's level: noise in
-# Application Insights, and CPU on every queued send.
-logging.getLogger("azure.core.pipeline.policies.http_logging_policy").setLevel(logging.WARNING)
+# The Azure and Twilio SDKs log every HTTP request's headers at INFO, the host's level:
+# noise in Application Insights, and CPU on every queued send. Our own events say enough.
+for sdk_logger in ("azure.core.pipeline.policies.http_logging_policy", "twilio.http_client"):
+    logging.getLogger(sdk_logger).setLevel(logging.WARNING)
 
 app = func.FunctionApp()
 app.register_functions(calls.bp)

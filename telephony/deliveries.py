@@ -113,13 +113,31 @@ class RecordChangedError(Exception):
 
 
 class DeliveryStore(Protocol):
-    """Where records live. Keys are idempotency keys; updates are ETag-conditional."""
+    """Where records live. Keys are idempotency keys; updates are ETag-conditional.
 
-    def get(self, key: str) -> DeliveryRecord | None: ...
+    Beside each record a store may keep a pending marker, written when a command is
+    enqueued over HTTP, so that it can be looked up before a worker claims it.
+    """
 
-    def insert(self, record: DeliveryRecord) -> DeliveryRecord: ...
+    def get(self, key: str) -> DeliveryRecord | None:
+        """The record (not the pending marker)."""
+        ...
 
-    def update(self, record: DeliveryRecord) -> DeliveryRecord: ...
+    def insert(self, record: DeliveryRecord) -> DeliveryRecord:
+        """Insert the record; RecordExistsError when one exists."""
+        ...
+
+    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+        """Replace the record if its ETag still matches; else RecordChangedError."""
+        ...
+
+    def insert_pending(self, record: DeliveryRecord) -> None:
+        """Insert the pending marker; RecordExistsError when one exists."""
+        ...
+
+    def lookup(self, key: str) -> DeliveryRecord | None:
+        """The record, else the pending marker, else None."""
+        ...
 
 
 def advance(

@@ -18,6 +18,8 @@ PHONE_FIELDS = frozenset({"to", "from", "To", "From", "Caller", "Called", "Forwa
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
     """Log `event` with `fields`; numbers in PHONE_FIELDS are masked, None fields dropped."""
+    if not logger.isEnabledFor(level):
+        return
     safe = {
         name: mask(str(value)) if name in PHONE_FIELDS else value
         for name, value in fields.items()

@@ -6,6 +6,7 @@ failed, duplicate, in doubt, or (raised) retry, which becomes poison on the last
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -118,7 +119,8 @@ class OutboundService:
         return self._send(command, record, dequeue_count)
 
     def record_of(self, key: str) -> DeliveryRecord | None:
-        return self._store.get(key)
+        """The delivery record of `key`, or its pending marker before a worker claims it."""
+        return self._store.lookup(key)
 
     def submit(self, document: object, put: Callable[[str], object]) -> tuple[DeliveryRecord, bool]:
         """Validate and enqueue a command from HTTP; (record, False) when the key was used.
@@ -129,7 +131,7 @@ class OutboundService:
         import uuid
 
         command = parse_command(document, uuid.uuid4().hex, self._rules, self._clock())
-        existing = self._store.get(command.idempotency_key)
+        existing = self._store.lookup(command.idempotency_key)
         if existing is not None:
             return existing, False
         assert isinstance(document, dict)
@@ -139,8 +141,11 @@ class OutboundService:
             key=command.idempotency_key, kind=command.kind, to=command.to, status=PENDING,
             created_at=now, updated_at=now,
         )  # fmt: skip
-        # A fast worker may have claimed it already; its record is the better one.
-        return self._insert_or_none(pending) or self._store.get(pending.key) or pending, True
+        # A marker beside the record, not the record itself: the worker's claim stays one
+        # conditional insert, and a fast worker's record wins in record_of.
+        with contextlib.suppress(RecordExistsError):
+            self._store.insert_pending(pending)
+        return self._store.lookup(pending.key) or pending, True
 
     def apply_status(
         self, key: str, status: str, sid: str | None, error_code: int | None
@@ -177,14 +182,18 @@ class OutboundService:
         return Outcome.REJECTED
 
     def _claim(self, command: OutboundCommand) -> DeliveryRecord | None:
-        """The claimed record, or None when the key has already had its send."""
+        """The claimed record, or None when the key has already had its send.
+
+        The first delivery of a key claims it with one conditional insert; only a key seen
+        before costs a read.
+        """
         now = self._clock()
-        existing = self._store.get(command.idempotency_key)
-        if existing is None:
-            claimed = self._insert_or_none(self._new_claim(command, now))
-            if claimed is None:  # another worker inserted first
-                raise RetryLaterError("another worker claimed this key")
+        claimed = self._insert_or_none(self._new_claim(command, now))
+        if claimed is not None:
             return claimed
+        existing = self._store.get(command.idempotency_key)
+        if existing is None:  # deleted in between: never by this app
+            raise RetryLaterError("the record vanished while it was being claimed")
         if existing.status in SETTLED and existing.status not in RETRYABLE:
             return None
         if existing.status == CLAIMED and existing.lease_until and existing.lease_until > now:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 ROW_KEY = "delivery"
+PENDING_ROW_KEY = "pending"  # the marker written by POST /api/messages
 
 
 def partition_of(key: str) -> str:
@@ -43,13 +44,26 @@ class TableDeliveryStore:
         return _record(entity)
 
     def insert(self, record: DeliveryRecord) -> DeliveryRecord:
+        return _with_etag(record, self._create(_entity(record)))
+
+    def insert_pending(self, record: DeliveryRecord) -> None:
+        self._create({**_entity(record), "RowKey": PENDING_ROW_KEY})
+
+    def lookup(self, key: str) -> DeliveryRecord | None:
+        # One partition query returns the record and the marker together.
+        query = "PartitionKey eq @pk"
+        entities = self._client().query_entities(query, parameters={"pk": partition_of(key)})
+        by_row = {entity["RowKey"]: entity for entity in entities}
+        found = by_row.get(ROW_KEY) or by_row.get(PENDING_ROW_KEY)
+        return _record(found) if found is not None else None
+
+    def _create(self, entity: dict[str, Any]) -> Any:
         from azure.core.exceptions import ResourceExistsError
 
         try:
-            meta = self._client().create_entity(_entity(record))
+            return self._client().create_entity(entity)
         except ResourceExistsError:
-            raise RecordExistsError(record.key) from None
-        return _with_etag(record, meta)
+            raise RecordExistsError(entity["Key"]) from None
 
     def update(self, record: DeliveryRecord) -> DeliveryRecord:
         from azure.core import MatchConditions

@@ -17,6 +17,7 @@ class MemoryStore:
 
     def __init__(self) -> None:
         self.records: dict[str, DeliveryRecord] = {}
+        self.pending: dict[str, DeliveryRecord] = {}
         self.round_trips = 0
         self._etags = itertools.count(1)
         self._lock = threading.Lock()
@@ -40,6 +41,18 @@ class MemoryStore:
             if current is None or current.etag != record.etag:
                 raise RecordChangedError(record.key)
             return self._put(record)
+
+    def insert_pending(self, record: DeliveryRecord) -> None:
+        with self._lock:
+            self.round_trips += 1
+            if record.key in self.pending:
+                raise RecordExistsError(record.key)
+            self.pending[record.key] = record
+
+    def lookup(self, key: str) -> DeliveryRecord | None:
+        with self._lock:
+            self.round_trips += 1
+            return self.records.get(key) or self.pending.get(key)
 
     def _put(self, record: DeliveryRecord) -> DeliveryRecord:
         stored = replace(record, etag=str(next(self._etags)))
