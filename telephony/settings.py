@@ -63,8 +63,27 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "ALLOWED_DESTINATION_COUNTRIES",
         "Optional comma-separated ISO regions (US,CA,GB) that calls and messages may go to.",
     ),
-    SettingSpec("VOICE_GREETING", "What voice_url says.", default=DEFAULT_GREETING),
-    SettingSpec("SMS_AUTO_REPLY", "What sms_url replies.", default=DEFAULT_SMS_REPLY),
+    SettingSpec(
+        "VOICE_GREETING", "What voice_url says when no VOICE_FLOW is set.", default=DEFAULT_GREETING
+    ),
+    SettingSpec(
+        "CALL_FLOWS_FILE",
+        "Call flow document (YAML or JSON), relative to the app's folder.",
+        default="flows/call-flows.yaml",
+    ),
+    SettingSpec("VOICE_FLOW", "Optional flow (from CALL_FLOWS_FILE) that answers inbound calls."),
+    SettingSpec(
+        "SMS_RULES_FILE",
+        "Optional SMS routing rules (YAML or JSON), relative to the app's folder.",
+    ),
+    SettingSpec(
+        "OPTOUTS_TABLE_NAME", "Table of numbers that opted out of messages.", default="optouts"
+    ),
+    SettingSpec(
+        "SMS_AUTO_REPLY",
+        "What sms_url replies when no SMS_RULES_FILE is set.",
+        default=DEFAULT_SMS_REPLY,
+    ),
     SettingSpec(
         "SECRET_CACHE_SECONDS",
         "How long a secret read from Key Vault is reused before it is read again.",
@@ -99,6 +118,10 @@ class Settings:
     allowed_countries: frozenset[str]
     voice_greeting: str
     sms_auto_reply: str
+    call_flows_file: str
+    voice_flow: str | None
+    sms_rules_file: str | None
+    optouts_table_name: str
     secret_cache_seconds: float
     twilio_api_base_url: str | None
 
@@ -125,6 +148,10 @@ class Settings:
             allowed_countries=_regions(get("ALLOWED_DESTINATION_COUNTRIES")),
             voice_greeting=need("VOICE_GREETING"),
             sms_auto_reply=need("SMS_AUTO_REPLY"),
+            call_flows_file=need("CALL_FLOWS_FILE"),
+            voice_flow=get("VOICE_FLOW"),
+            sms_rules_file=get("SMS_RULES_FILE"),
+            optouts_table_name=need("OPTOUTS_TABLE_NAME"),
             secret_cache_seconds=_seconds(need("SECRET_CACHE_SECONDS"), "SECRET_CACHE_SECONDS"),
             twilio_api_base_url=_base_url(get("TWILIO_API_BASE_URL"), "TWILIO_API_BASE_URL"),
         )
