@@ -45,8 +45,17 @@ param publicBaseUrl string = ''
 @description('What voice_url says; empty: the default in the code.')
 param voiceGreeting string = ''
 
-@description('What sms_url replies; empty: the default in the code.')
+@description('What sms_url replies when no SMS rules file is set; empty: the default in the code.')
 param smsAutoReply string = ''
+
+@description('Call flow document shipped with the app, relative to its folder; empty: the default in the code.')
+param callFlowsFile string = ''
+
+@description('Flow (from the call flow document) that answers inbound calls; empty: say the greeting.')
+param voiceFlow string = ''
+
+@description('SMS routing rules shipped with the app, relative to its folder; empty: reply smsAutoReply.')
+param smsRulesFile string = ''
 
 @description('Seconds a Key Vault secret is reused before it is read again; empty: the default in the code.')
 param secretCacheSeconds string = ''
@@ -78,6 +87,7 @@ var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunct
 // Names the code also knows by default (telephony/settings.py); passed to the app anyway.
 var outboundQueueName = 'outbound-messages'
 var deliveriesTableName = 'deliveries'
+var optoutsTableName = 'optouts'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -105,6 +115,7 @@ module storage 'app/storage.bicep' = {
     deploymentContainerName: 'app-package'
     outboundQueueName: outboundQueueName
     deliveriesTableName: deliveriesTableName
+    optoutsTableName: optoutsTableName
   }
 }
 
@@ -164,6 +175,7 @@ module api 'app/api.bicep' = {
     keyVaultUri: keyVault.outputs.uri
     outboundQueueName: storage.outputs.outboundQueueName
     deliveriesTableName: storage.outputs.deliveriesTableName
+    optoutsTableName: storage.outputs.optoutsTableName
     twilioAccountSid: twilioAccountSid
     twilioApiKeySid: twilioApiKeySid
     twilioPhoneNumber: twilioPhoneNumber
@@ -172,6 +184,9 @@ module api 'app/api.bicep' = {
     publicBaseUrl: publicBaseUrl
     voiceGreeting: voiceGreeting
     smsAutoReply: smsAutoReply
+    callFlowsFile: callFlowsFile
+    voiceFlow: voiceFlow
+    smsRulesFile: smsRulesFile
     secretCacheSeconds: secretCacheSeconds
   }
 }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -39,6 +39,7 @@ class OutboundCommand:
     say: str | None = None
     url: str | None = None
     twiml: str | None = None
+    flow: str | None = None
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class CommandRules:
 
     allowed_regions: Collection[str] = frozenset()
     messaging_service_sid: str | None = None
+    # Whether the call flow document defines a flow id; None: flows are not checked.
+    flow_exists: Callable[[str], bool] | None = None
 
 
 def decode_message(text: str) -> tuple[object, str | None]:
@@ -76,6 +79,7 @@ def parse_command(
         command = _build(document, key)
         check_destination(command.to, rules.allowed_regions, "to")
         _check_schedule(command, rules, now)
+        _check_flow(command, rules)
     except CommandRejectedError:
         raise
     except InvalidInputError as exc:
@@ -169,7 +173,7 @@ def _message(error: Any) -> str:
     if error.validator == "anyOf" and not error.path:
         return "an sms needs body or media_urls"
     if error.validator == "not" and not error.path:
-        return "give at most one of say, url, twiml"
+        return "give at most one of say, url, twiml, flow"
     if error.validator == "pattern":
         return f"{where} must be {_PATTERN_MEANING.get(field or '', 'in the documented format')}"
     rule = _RULES.get(error.validator)
@@ -180,6 +184,7 @@ _PATTERN_MEANING = {
     "to": "an E.164 number such as +15558675310",
     "from": "an E.164 number such as +15017122661",
     "url": "an https URL",
+    "flow": "a flow id (letters, digits, _ . -)",
     "media_urls": "https URLs",
 }
 
@@ -198,6 +203,7 @@ def _build(document: dict[str, Any], key: str) -> OutboundCommand:
         say=document.get("say"),
         url=document.get("url"),
         twiml=document.get("twiml"),
+        flow=document.get("flow"),
     )
 
 
@@ -219,6 +225,13 @@ def _check_schedule(command: OutboundCommand, rules: CommandRules, now: datetime
     ahead = command.send_at - now
     if not SCHEDULE_MIN <= ahead <= SCHEDULE_MAX:
         raise InvalidInputError("send_at must be between 15 minutes and 35 days ahead", "send_at")
+
+
+def _check_flow(command: OutboundCommand, rules: CommandRules) -> None:
+    if command.flow is None or rules.flow_exists is None:
+        return
+    if not rules.flow_exists(command.flow):
+        raise InvalidInputError(f"flow {command.flow} is not defined in CALL_FLOWS_FILE", "flow")
 
 
 @cache

@@ -20,7 +20,11 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
     from telephony.commands import CommandRules
+    from telephony.flows import FlowBook
+    from telephony.optouts import OptOutStore
     from telephony.outbound import OutboundService
+    from telephony.sms import SmsResponder
+    from telephony.sms_rules import SmsRules
     from telephony.twilio_gateway import Credentials, TwilioGateway
 
 
@@ -34,6 +38,11 @@ class Container:
     _gateway: TwilioGateway | None = field(init=False, default=None)
     _outbound: OutboundService | None = field(init=False, default=None)
     _queue: QueueClient | None = field(init=False, default=None)
+    _flows: FlowBook | str | None = field(init=False, default=None)  # str: why it failed
+    _optouts: OptOutStore | None = field(init=False, default=None)
+    _sms_rules: SmsRules | SettingsError | None = field(init=False, default=None)
+    _sms_rules_loaded: bool = field(init=False, default=False)
+    _sms_responder: SmsResponder | None = field(init=False, default=None)
 
     @property
     def gateway(self) -> TwilioGateway:
@@ -56,13 +65,98 @@ class Container:
             defaults = SenderDefaults(
                 settings.phone_number, settings.messaging_service_sid, settings.public_base_url
             )
-            self._outbound = OutboundService(store, self.gateway, self.command_rules(), defaults)
+            self._outbound = OutboundService(
+                store, self.gateway, self.command_rules(), defaults, optouts=self.optout_store()
+            )
         return self._outbound
+
+    def optout_store(self) -> OptOutStore:
+        """Numbers that opted out, in Table Storage (built on first use)."""
+        if self._optouts is None:
+            from telephony.optouts import TableOptOutStore
+            from telephony.storage import table_service
+
+            table = self.settings.optouts_table_name
+            self._optouts = TableOptOutStore(table_service(self.env), table)
+        return self._optouts
+
+    def sms_rules(self) -> SmsRules | None:
+        """The SMS_RULES_FILE document, loaded once; None when the setting is unset.
+
+        A missing or invalid file raises SettingsError naming the setting, the file and
+        every problem (rule and reason), on every call: the file ships with the app, so it
+        cannot get better without a restart.
+        """
+        if not self._sms_rules_loaded:
+            self._sms_rules = self._load_sms_rules()
+            self._sms_rules_loaded = True
+        if isinstance(self._sms_rules, Exception):
+            raise self._sms_rules
+        return self._sms_rules
+
+    def _load_sms_rules(self) -> SmsRules | SettingsError | None:
+        name = self.settings.sms_rules_file
+        if name is None:
+            return None
+        from telephony.sms_rules import SmsRulesError, load_rules, rules_path
+
+        try:
+            return load_rules(rules_path(name))
+        except SmsRulesError as exc:
+            error = SettingsError(f"SMS_RULES_FILE {exc}")
+            error.__cause__ = exc
+            return error
+
+    def sms_responder(self) -> SmsResponder:
+        """Carries out inbound SMS decisions: opt-outs, and forwards through the queue."""
+        if self._sms_responder is None:
+            from telephony.sms import SmsResponder
+
+            self._sms_responder = SmsResponder(self.optout_store, self._forward_sms)
+        return self._sms_responder
+
+    def _forward_sms(self, command: dict[str, object]) -> object:
+        return self.outbound_service().submit(command, self.command_queue().send_message)
 
     def command_rules(self) -> CommandRules:
         from telephony.commands import CommandRules
 
-        return CommandRules(self.settings.allowed_countries, self.settings.messaging_service_sid)
+        settings = self.settings
+        return CommandRules(
+            settings.allowed_countries, settings.messaging_service_sid, self.has_flow
+        )
+
+    def flow_book(self) -> FlowBook:
+        """The CALL_FLOWS_FILE document, loaded and checked on first use.
+
+        A missing or invalid document raises SettingsError naming the file and every
+        problem (flow, step, reason), on every call: it ships with the app, so only a new
+        deployment can mend it.
+        """
+        if self._flows is None:
+            self._flows = self._load_flows()
+        if isinstance(self._flows, str):
+            # A new error each time: re-raising one object would grow its traceback.
+            raise SettingsError(self._flows)
+        return self._flows
+
+    def has_flow(self, flow_id: str) -> bool:
+        """True when the call flow document defines `flow_id` (loads it on first use)."""
+        return flow_id in self.flow_book()
+
+    def _load_flows(self) -> FlowBook | str:
+        """The book, or what is wrong with it."""
+        from telephony.flows import FlowDocumentError, load_flow_book
+        from telephony.flows.document import app_file
+
+        try:
+            book = load_flow_book(app_file(self.settings.call_flows_file))
+        except FlowDocumentError as exc:
+            return f"CALL_FLOWS_FILE {exc}"
+        voice_flow = self.settings.voice_flow
+        if voice_flow is not None and voice_flow not in book:
+            return f"VOICE_FLOW names flow {voice_flow!r}, not in {book.source}"
+        return book
 
     def command_queue(self) -> QueueClient:
         """The outbound queue, for producers inside the app (POST /api/messages)."""

@@ -48,6 +48,7 @@ def _arguments(argv: Sequence[str] | None) -> dict[str, Any]:
     parser.add_argument("--send-at", help="ISO date-time, 15 minutes to 35 days ahead")
     parser.add_argument("--say", help="call: text to speak")
     parser.add_argument("--url", help="call: https URL of TwiML")
+    parser.add_argument("--flow", help="call: a flow of CALL_FLOWS_FILE (docs/flows.md)")
     parser.add_argument("--key", dest="idempotency_key", help="idempotency key")
     args = vars(parser.parse_args(argv))
     command = {"from" if k == "from_" else k: v for k, v in args.items() if v is not None}

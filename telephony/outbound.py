@@ -37,6 +37,12 @@ from telephony.deliveries import (
 )
 from telephony.errors import CommandRejectedError
 from telephony.logs import log_event
+from telephony.optouts import (
+    OPTED_OUT,
+    OptOutStore,
+    OptOutStoreError,
+    ensure_can_contact,
+)
 from telephony.twilio_gateway import (
     CreatedResource,
     OutboundCall,
@@ -96,12 +102,14 @@ class OutboundService:
         rules: CommandRules,
         defaults: SenderDefaults,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        optouts: OptOutStore | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
         self._rules = rules
         self._defaults = defaults
         self._clock = clock
+        self._optouts = optouts  # None: no opt-out checks (unit tests of the send path)
 
     def handle(self, text: str, message_id: str, dequeue_count: int) -> Outcome:
         """Process one queue message; raises RetryLaterError for the host to retry."""
@@ -110,6 +118,8 @@ class OutboundService:
             command = parse_command(document, event_id or message_id, self._rules, self._clock())
         except CommandRejectedError as exc:
             return self._reject(exc, message_id)
+        if self._opted_out(command.to):
+            return self._reject_opted_out(command)
         record = self._claim(command)
         if record is None:
             log_event(logger, "outbound_duplicate", key=command.idempotency_key)
@@ -125,7 +135,8 @@ class OutboundService:
     def submit(self, document: object, put: Callable[[str], object]) -> tuple[DeliveryRecord, bool]:
         """Validate and enqueue a command from HTTP; (record, False) when the key was used.
 
-        Raises CommandRejectedError for an invalid command, before anything is enqueued.
+        Raises CommandRejectedError for an invalid command and RecipientOptedOutError for
+        a recipient that opted out, before anything is enqueued.
         """
         import json
         import uuid
@@ -134,6 +145,8 @@ class OutboundService:
         existing = self._store.lookup(command.idempotency_key)
         if existing is not None:
             return existing, False
+        if self._optouts is not None:
+            ensure_can_contact(self._optouts, command.to)
         assert isinstance(document, dict)
         put(json.dumps({**document, "idempotency_key": command.idempotency_key}))
         now = self._clock()
@@ -174,12 +187,37 @@ class OutboundService:
             key=key, kind="unknown", to="", status=REJECTED, created_at=now, updated_at=now,
             reason=exc.message,
         )  # fmt: skip
-        existing = self._store.get(key)
-        if existing is None:
-            self._insert_or_none(record)
-        elif existing.status not in SETTLED:
-            advance(self._store, existing, lambda r: r.advanced(REJECTED, now, reason=exc.message))
+        self._record_rejection(record)
         return Outcome.REJECTED
+
+    def _opted_out(self, number: str) -> bool:
+        """One point read of the opt-out table; a store failure is retried by the host."""
+        if self._optouts is None:
+            return False
+        try:
+            return self._optouts.is_opted_out(number)
+        except OptOutStoreError as exc:
+            raise RetryLaterError(str(exc)) from exc
+
+    def _reject_opted_out(self, command: OutboundCommand) -> Outcome:
+        key = command.idempotency_key
+        log_event(logger, "outbound_rejected", logging.WARNING, key=key, reason=OPTED_OUT)
+        now = self._clock()
+        record = DeliveryRecord(
+            key=key, kind=command.kind, to=command.to, status=REJECTED, created_at=now,
+            updated_at=now, reason=OPTED_OUT,
+        )  # fmt: skip
+        self._record_rejection(record)
+        return Outcome.REJECTED
+
+    def _record_rejection(self, record: DeliveryRecord) -> None:
+        """Store a rejection; a key that already had its send keeps its record."""
+        if self._insert_or_none(record) is not None:
+            return
+        existing = self._store.get(record.key)
+        if existing is not None and existing.status not in SETTLED:
+            reason, now = record.reason, record.updated_at
+            advance(self._store, existing, lambda r: r.advanced(REJECTED, now, reason=reason))
 
     def _claim(self, command: OutboundCommand) -> DeliveryRecord | None:
         """The claimed record, or None when the key has already had its send.
@@ -272,6 +310,10 @@ class OutboundService:
             raise CommandRejectedError("a call needs from, or TWILIO_PHONE_NUMBER", "from")
         twiml = say_response(command.say) if command.say else command.twiml
         base = self._defaults.public_base_url
+        if command.flow is not None:
+            if base is None:
+                raise CommandRejectedError("a call with a flow needs PUBLIC_BASE_URL", "flow")
+            return OutboundCall(command.to, sender, callback, url=_flow_url(base, command.flow))
         url = command.url or (f"{base}/api/voice_url" if base and not twiml else None)
         if url is None and twiml is None:
             raise CommandRejectedError("a call without say, url or twiml needs PUBLIC_BASE_URL")
@@ -307,6 +349,12 @@ class OutboundService:
             record,
             lambda r: _settle(r, status, now, error_code=exc.code, reason=str(exc)),
         )
+
+
+def _flow_url(base: str, flow: str) -> str:
+    from telephony.flows.render import CallUrls
+
+    return CallUrls.for_base(base).flow(flow)
 
 
 def _settle(

@@ -89,12 +89,17 @@ class TableDeliveryStore:
         return self._table
 
     def _create_if_missing(self) -> TableClient:
-        from azure.core.exceptions import ResourceExistsError
+        return ensure_table(self._service, self._table_name)
 
-        try:
-            return self._service.create_table(self._table_name)
-        except ResourceExistsError:
-            return self._service.get_table_client(self._table_name)
+
+def ensure_table(service: TableServiceClient, table_name: str) -> TableClient:
+    """A client of `table_name`, creating the table when it is missing (one round trip)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        return service.create_table(table_name)
+    except ResourceExistsError:
+        return service.get_table_client(table_name)
 
 
 def _entity(record: DeliveryRecord) -> dict[str, Any]:

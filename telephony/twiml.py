@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from twilio.twiml.messaging_response import MessagingResponse
 from twilio.twiml.voice_response import VoiceResponse
 
@@ -16,6 +18,17 @@ def say_response(text: str) -> str:
 def message_reply(text: str | None) -> str:
     """A reply to an inbound SMS; no text gives an empty <Response/> (no reply)."""
     response = MessagingResponse()
+    text = xml_text(text or "")
     if text:
         response.message(text)
     return str(response)
+
+
+# Characters XML 1.0 cannot carry at all, escaped or not (C0 controls but tab, CR and LF,
+# lone surrogates, U+FFFE and U+FFFF). The builders escape markup but pass these through.
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def xml_text(text: str) -> str:
+    """`text` without the characters that would make a TwiML document ill-formed."""
+    return _NOT_XML.sub("", text)

@@ -8,6 +8,7 @@ import pytest
 
 from telephony.container import Container, build_container, set_container
 from tests.app_client import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.fakes import MemoryOptOutStore
 
 # The local peers' fixtures: each starts its peer on loopback when a test first asks.
 pytest_plugins = (
@@ -27,12 +28,19 @@ AppFactory = Callable[..., Container]
 
 @pytest.fixture
 def app_env() -> Iterator[AppFactory]:
-    """Install a container built from BASE_ENV plus overrides; remove it afterwards."""
+    """Install a container built from BASE_ENV plus overrides; remove it afterwards.
+
+    Without AzureWebJobsStorage the opt-out store is in memory, so tests of make_call and
+    the webhooks need no Storage peer; tests/integration/test_sms_optouts.py runs the Table
+    store on Azurite.
+    """
 
     def install(**overrides: str) -> Container:
         env = {**BASE_ENV, **overrides}
         env = {k: v for k, v in env.items() if v != ""}
         container = build_container(env)
+        if "AzureWebJobsStorage" not in env:
+            container._optouts = MemoryOptOutStore()
         set_container(container)
         return container
 

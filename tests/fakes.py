@@ -9,6 +9,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
+from telephony.optouts import OptOut
 from telephony.twilio_gateway import CreatedResource, OutboundCall, OutboundSms
 
 
@@ -95,3 +96,23 @@ class Clock:
 
     def advance(self, **delta: float) -> None:
         self.now += timedelta(**delta)
+
+
+class MemoryOptOutStore:
+    """OptOutStore in a dict (keyed by number), counting round trips."""
+
+    def __init__(self, *opted_out: str) -> None:
+        self.optouts = {n: OptOut(n, "STOP", datetime(2026, 1, 1, tzinfo=UTC)) for n in opted_out}
+        self.round_trips = 0
+
+    def add(self, optout: OptOut) -> None:
+        self.round_trips += 1
+        self.optouts[optout.number] = optout
+
+    def remove(self, number: str) -> None:
+        self.round_trips += 1
+        self.optouts.pop(number, None)
+
+    def is_opted_out(self, number: str) -> bool:
+        self.round_trips += 1
+        return number in self.optouts

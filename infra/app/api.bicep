@@ -29,6 +29,7 @@ param httpPerInstanceConcurrency int = 16
 param keyVaultUri string
 param outboundQueueName string
 param deliveriesTableName string
+param optoutsTableName string
 param twilioAccountSid string
 param twilioApiKeySid string = ''
 param twilioPhoneNumber string = ''
@@ -38,6 +39,9 @@ param publicBaseUrl string = ''
 // Empty means: use the default the code declares.
 param voiceGreeting string = ''
 param smsAutoReply string = ''
+param callFlowsFile string = ''
+param voiceFlow string = ''
+param smsRulesFile string = ''
 param secretCacheSeconds string = ''
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -136,6 +140,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     KEY_VAULT_URI: keyVaultUri
     OUTBOUND_QUEUE_NAME: outboundQueueName
     DELIVERIES_TABLE_NAME: deliveriesTableName
+    OPTOUTS_TABLE_NAME: optoutsTableName
     TWILIO_ACCOUNT_SID: twilioAccountSid
     TWILIO_API_KEY_SID: twilioApiKeySid
     TWILIO_PHONE_NUMBER: twilioPhoneNumber
@@ -144,6 +149,9 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     PUBLIC_BASE_URL: baseUrl
     VOICE_GREETING: voiceGreeting
     SMS_AUTO_REPLY: smsAutoReply
+    CALL_FLOWS_FILE: callFlowsFile
+    VOICE_FLOW: voiceFlow
+    SMS_RULES_FILE: smsRulesFile
     SECRET_CACHE_SECONDS: secretCacheSeconds
   }
 }

@@ -1,5 +1,6 @@
 // The storage account behind AzureWebJobsStorage, the deployment package, the outbound
-// queue (and the poison queue the host moves failed messages to) and the deliveries table.
+// queue (and the poison queue the host moves failed messages to), the deliveries table and
+// the table of numbers that opted out of messages.
 // Shared keys are off: every client, the Functions host included, signs in with Entra ID.
 
 param name string
@@ -8,6 +9,7 @@ param tags object = {}
 param deploymentContainerName string
 param outboundQueueName string
 param deliveriesTableName string
+param optoutsTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -15,8 +17,9 @@ resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   tags: tags
   kind: 'StorageV2'
   sku: {
-    // Geo-redundant: the deliveries table is the record of what was sent, and queued
-    // commands are customer messages not yet sent.
+    // Geo-redundant: the deliveries table is the record of what was sent, the opt-outs
+    // are consent records that must outlive a regional outage, and queued commands are
+    // customer messages not yet sent.
     name: 'Standard_GRS'
   }
   properties: {
@@ -87,6 +90,12 @@ resource deliveriesTable 'Microsoft.Storage/storageAccounts/tableServices/tables
   name: deliveriesTableName
 }
 
+// The app creates it on first use too; declaring it keeps it in the template's inventory.
+resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: optoutsTableName
+}
+
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
@@ -95,3 +104,4 @@ output deploymentContainerName string = deploymentContainer.name
 output outboundQueueName string = outboundQueue.name
 output poisonQueueName string = poisonQueue.name
 output deliveriesTableName string = deliveriesTable.name
+output optoutsTableName string = optoutsTable.name

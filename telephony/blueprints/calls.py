@@ -18,6 +18,7 @@ from telephony.calls import CallRequest, parse_call_request
 from telephony.container import get_container
 from telephony.errors import InvalidInputError
 from telephony.logs import log_event
+from telephony.optouts import OptOutStoreError, RecipientOptedOutError, ensure_can_contact
 from telephony.phone import mask
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
@@ -41,18 +42,23 @@ _CALLER_ERRORS = {400, 422}
 @bp.function_name("make_call")
 @bp.route(route="make_call", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
 def make_call(req: func.HttpRequest) -> func.HttpResponse:
-    """POST /api/make_call {"to", "from"?, "say"? | "url"? | "twiml"?} -> 201 {"sid", ...}."""
+    """POST /api/make_call {"to", "from"?, "say"? | "url"? | "twiml"? | "flow"?} -> 201."""
     try:
         container = get_container()
         settings = container.settings
-        call = parse_call_request(read_json(req), settings.phone_number, settings.allowed_countries)
+        call = parse_call_request(
+            read_json(req), settings.phone_number, settings.allowed_countries, container.has_flow
+        )
+        ensure_can_contact(container.optout_store(), call.to)
         base = base_url(req, settings.public_base_url)
         created = container.gateway.place_call(_outbound(call, base))
     except MediaTypeError as exc:
         return json_error(415, exc.message)
     except InvalidInputError as exc:
         return json_error(400, exc.message, exc.field)
-    except (SecretStoreError, SettingsError) as exc:
+    except RecipientOptedOutError as exc:
+        return json_error(409, exc.message, exc.field)
+    except (SecretStoreError, SettingsError, OptOutStoreError) as exc:
         return unavailable(exc, "make_call")
     except TwilioRejectedError as exc:
         return _rejected(exc)
@@ -68,9 +74,13 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
 
 
 def _outbound(call: CallRequest, base: str) -> OutboundCall:
-    """Say becomes TwiML; no content at all lets Twilio fetch our voice_url."""
+    """Say becomes TwiML; a flow, or no content at all, lets Twilio fetch our voice_url."""
     twiml = say_response(call.say) if call.say else call.twiml
     url = call.url if call.url or twiml else f"{base}/api/voice_url"
+    if call.flow is not None:
+        from telephony.flows.render import CallUrls  # only calls with a flow need it
+
+        url = CallUrls.for_base(base).flow(call.flow)
     return OutboundCall(
         to=call.to,
         from_=call.from_,

@@ -19,6 +19,7 @@ from telephony.blueprints.http import (
 from telephony.container import get_container
 from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.logs import log_event
+from telephony.optouts import OptOutStoreError, RecipientOptedOutError
 from telephony.phone import mask
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
@@ -55,7 +56,9 @@ def send_message(req: func.HttpRequest) -> func.HttpResponse:
         return json_error(415, exc.message)
     except (CommandRejectedError, InvalidInputError) as exc:
         return json_error(400, exc.message, exc.field)
-    except (SecretStoreError, SettingsError) as exc:
+    except RecipientOptedOutError as exc:
+        return json_error(409, exc.message, exc.field)
+    except (SecretStoreError, SettingsError, OptOutStoreError) as exc:
         return unavailable(exc, "send_message")
     base = base_url(req, container.settings.public_base_url)
     body = {**_view(record), "status_url": f"{base}/api/messages/{quote(record.key, safe='')}"}

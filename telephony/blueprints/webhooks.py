@@ -7,11 +7,14 @@ import logging
 import azure.functions as func
 
 from telephony.blueprints.http import signed_webhook, unavailable, xml_response
+from telephony.blueprints.voice_flows import answer_with_flow
 from telephony.container import Container
 from telephony.logs import log_event
+from telephony.optouts import OptOutStoreError
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
 from telephony.signature import FormParams
+from telephony.sms import InboundSms, decide
 from telephony.twiml import message_reply, say_response
 
 logger = logging.getLogger(__name__)
@@ -21,25 +24,38 @@ ANONYMOUS = func.AuthLevel.ANONYMOUS  # the Twilio signature is the authenticati
 
 
 def _voice(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
+    # A flow named in the (signed) query wins: it is a call already inside a flow.
+    flow = req.params.get("flow") or container.settings.voice_flow
     log_event(
         logger,
         "voice_answered",
         function="voice_url",
         CallSid=params.get("CallSid"),
         From=params.get("From"),
+        flow=flow,
     )
+    if flow:
+        return answer_with_flow(container, flow, params, req)
     return xml_response(say_response(container.settings.voice_greeting))
 
 
 def _sms(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
+    message = InboundSms.from_params(params)
     log_event(
-        logger,
-        "sms_received",
-        function="sms_url",
-        MessageSid=params.get("MessageSid"),
-        From=params.get("From"),
+        logger, "sms_received", function="sms_url", MessageSid=message.sid, From=message.from_
     )
-    return xml_response(message_reply(container.settings.sms_auto_reply))
+    try:
+        # An opt-out needs no rules: it is kept even while the rules file is broken.
+        rules = None if message.opts_out() else container.sms_rules()
+        decision = decide(message, rules, container.settings.sms_auto_reply)
+        reply = container.sms_responder().respond(message, decision)
+    except (OptOutStoreError, SecretStoreError, SettingsError) as exc:
+        return unavailable(exc, "sms_url")
+    log_event(
+        logger, "sms_answered", function="sms_url", MessageSid=message.sid,
+        outcome=decision.outcome, rule=decision.rule, forwards=len(decision.forward) or None,
+    )  # fmt: skip
+    return xml_response(message_reply(reply))
 
 
 def _status(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:

@@ -70,7 +70,7 @@ def test_blob_containers_are_private() -> None:
     assert all(c.properties.get("publicAccess") == "None" for c in containers)
 
 
-def test_storage_has_the_outbound_queue_its_poison_queue_and_the_deliveries_table() -> None:
+def test_storage_has_the_outbound_queue_its_poison_queue_and_the_tables() -> None:
     storage = template("app/storage.bicep")
     queues = {
         r.body["name"]
@@ -84,9 +84,10 @@ def test_storage_has_the_outbound_queue_its_poison_queue_and_the_deliveries_tabl
 
     # The host names the poison queue <queue>-poison.
     assert queues == {"outboundQueueName", "${outboundQueueName}-poison"}
-    assert tables == {"deliveriesTableName"}
+    assert tables == {"deliveriesTableName", "optoutsTableName"}
     assert params["outboundQueueName"] == "outboundQueueName"
     assert params["deliveriesTableName"] == "deliveriesTableName"
+    assert params["optoutsTableName"] == "optoutsTableName"
 
 
 def test_host_storage_is_reached_by_identity_only() -> None:

@@ -86,3 +86,33 @@ def test_destination_guard_allows_listed_regions_only() -> None:
     assert field_of({"to": "+18765551234"}, allowed) == "to"  # Jamaica shares +1
     assert field_of({"to": "+447911123456"}, allowed) == "to"
     assert field_of({"to": "+15558675310"}, allowed) == "to"  # unassigned: no known region
+
+
+def test_a_flow_is_checked_against_the_flow_document_only_when_named() -> None:
+    asked: list[str] = []
+
+    def exists(flow: str) -> bool:
+        asked.append(flow)
+        return flow == "ivr-menu"
+
+    call = parse_call_request({"to": "+15558675310", "flow": "ivr-menu"}, DEFAULT_FROM, (), exists)
+    assert call.flow == "ivr-menu"
+    assert parse_call_request({"to": "+15558675310"}, DEFAULT_FROM, (), exists).flow is None
+    assert asked == ["ivr-menu"]
+    with pytest.raises(InvalidInputError) as info:
+        parse_call_request({"to": "+15558675310", "flow": "other"}, DEFAULT_FROM, (), exists)
+    assert info.value.field == "flow"
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"to": "+15558675310", "flow": "bad id"}, "flow"),
+        ({"to": "+15558675310", "flow": "x" * 65}, "flow"),
+        ({"to": "+15558675310", "flow": 7}, "flow"),
+        ({"to": "+15558675310", "flow": "ivr-menu\n"}, "flow"),
+        ({"to": "+15558675310", "twiml": "<Response/>", "flow": "ivr-menu"}, "flow"),
+    ],
+)
+def test_bad_flow_names_the_field(body: dict[str, object], field: str) -> None:
+    assert field_of(body) == field

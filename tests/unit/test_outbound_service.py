@@ -328,3 +328,51 @@ def test_corrected_command_under_a_rejected_key_is_sent() -> None:
     assert svc.handle(json.dumps({**SMS, "idempotency_key": "k"}), "m2", 1) is Outcome.SENT
     assert record(store, "k").status == "queued"
     assert len(sender.sent) == 1
+
+
+def flow_service(sender: ScriptedSender, *flows: str) -> tuple[OutboundService, MemoryStore]:
+    """A service whose flow document defines `flows`."""
+    store = MemoryStore()
+    rules = CommandRules(flow_exists=set(flows).__contains__)
+    defaults = SenderDefaults("+15017122661", None, BASE)
+    return OutboundService(store, sender, rules, defaults, Clock()), store
+
+
+def test_call_with_a_flow_fetches_voice_url_for_that_flow() -> None:
+    sender = ScriptedSender()
+    svc, store = flow_service(sender, "appointment-reminder")
+    text = json.dumps({"kind": "call", "to": "+15558675310", "flow": "appointment-reminder"})
+    assert svc.handle(text, "remind-1", 1) is Outcome.SENT
+    call = sender.sent[0]
+    assert isinstance(call, OutboundCall)
+    assert call.url == f"{BASE}/api/voice_url?flow=appointment-reminder"
+    assert call.twiml is None
+    assert record(store, "remind-1").kind == "call"
+
+
+def test_call_with_an_unknown_flow_is_rejected_before_any_send() -> None:
+    sender = ScriptedSender()
+    svc, store = flow_service(sender, "ivr-menu")
+    text = json.dumps({"kind": "call", "to": "+15558675310", "flow": "ivr-menuu"})
+    assert svc.handle(text, "m", 1) is Outcome.REJECTED
+    assert sender.sent == []
+    assert "flow ivr-menuu is not defined" in (record(store, "m").reason or "")
+
+
+def test_call_with_a_flow_needs_a_public_url() -> None:
+    sender = ScriptedSender()
+    svc, store = service(sender, public_base_url=None)
+    text = json.dumps({"kind": "call", "to": "+15558675310", "flow": "ivr-menu"})
+    assert svc.handle(text, "m", 1) is Outcome.REJECTED
+    assert sender.sent == []
+    assert "PUBLIC_BASE_URL" in (record(store, "m").reason or "")
+
+
+@pytest.mark.parametrize(
+    "other", [{"say": "Hi"}, {"url": "https://a.example/x"}, {"twiml": "<Response/>"}]
+)
+def test_flow_excludes_the_other_call_contents(other: dict[str, str]) -> None:
+    svc, store = service(ScriptedSender())
+    text = json.dumps({"kind": "call", "to": "+15558675310", "flow": "ivr-menu", **other})
+    assert svc.handle(text, "m", 1) is Outcome.REJECTED
+    assert record(store, "m").reason == "give at most one of say, url, twiml, flow"

@@ -1,0 +1,150 @@
+"""What a schema cannot check: targets exist, steps are reachable, nothing loops unattended.
+
+A chain of say/play/pause/sms steps is rendered into one response, and a redirect to a flow
+is followed by Twilio at once. A cycle made only of those would never wait for the caller,
+so it is refused here, when the document is loaded, rather than cut off during a call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping
+
+from telephony.flows.errors import FlowProblem
+from telephony.flows.model import CHAINED, WITHOUT_NEXT, Flow, Gather, Redirect, Step
+
+# The most steps one response may chain; longer chains are refused when loaded, and the
+# renderer stops there too (for books built in code).
+MAX_CHAINED_STEPS = 50
+
+Node = tuple[str, str]  # (flow id, step id)
+
+
+def check_flows(
+    flows: Mapping[str, Flow],
+    flow_ids: Collection[str],
+    broken: Mapping[str, Collection[str]] | None = None,
+) -> list[FlowProblem]:
+    """Problems of `flows`.
+
+    `flow_ids` is every flow id of the document (for redirects); `broken` names, by flow,
+    the steps left out of `flows` for schema problems: they exist, but where they lead is
+    unknown, so reachability is not judged in their flows.
+    """
+    broken = broken or {}
+    problems: list[FlowProblem] = []
+    for flow in flows.values():
+        problems += _check_flow(flow, flow_ids, frozenset(broken.get(flow.id, ())))
+    problems += _loops(flows)
+    problems += _long_chains(flows)
+    return problems
+
+
+def verb_name(step: Step) -> str:
+    """The verb of `step` as the document spells it (say, gather, ...)."""
+    return type(step.verb).__name__.lower()
+
+
+def _check_flow(flow: Flow, flow_ids: Collection[str], broken: frozenset[str]) -> list[FlowProblem]:
+    problems = []
+    step_ids = flow.steps.keys() | broken
+    if flow.start not in step_ids:
+        problems.append(FlowProblem(flow.id, None, f"the start step {flow.start!r} does not exist"))
+    for step in flow.steps.values():
+        reasons = _step(step, step_ids, flow_ids)
+        problems += [FlowProblem(flow.id, step.id, reason) for reason in reasons]
+    if not broken:
+        problems += _unreachable(flow)
+    return problems
+
+
+def _step(step: Step, step_ids: Collection[str], flow_ids: Collection[str]) -> Iterator[str]:
+    for role, target in step.targets():
+        if target not in step_ids:
+            yield f"{role} goes to step {target!r}, which does not exist"
+    verb = step.verb
+    if step.next is not None and isinstance(verb, WITHOUT_NEXT):
+        yield f"{verb_name(step)} does not go on to next"
+    if isinstance(verb, Gather) and not verb.branches and verb.fallback is None:
+        yield "a gather needs branches or a fallback"
+    if isinstance(verb, Redirect) and verb.flow is not None and verb.flow not in flow_ids:
+        yield f"redirect goes to flow {verb.flow!r}, which does not exist"
+
+
+def _unreachable(flow: Flow) -> list[FlowProblem]:
+    if flow.start not in flow.steps:
+        return []  # already reported; every step would be listed as unreachable
+    seen = {flow.start}
+    todo = [flow.start]
+    while todo:
+        for _, target in flow.steps[todo.pop()].targets():
+            if target in flow.steps and target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return [
+        FlowProblem(flow.id, step_id, f"unreachable from the start step {flow.start!r}")
+        for step_id in flow.steps
+        if step_id not in seen
+    ]
+
+
+def _successor(flows: Mapping[str, Flow], node: Node, redirects: bool) -> Node | None:
+    """Where the flow goes from `node` without waiting for the caller or for Twilio."""
+    flow = flows[node[0]]
+    step = flow.steps[node[1]]
+    if isinstance(step.verb, CHAINED) and step.next is not None and step.next in flow.steps:
+        return flow.id, step.next
+    target = flows.get(step.verb.flow or "") if isinstance(step.verb, Redirect) else None
+    if redirects and target is not None and target.start in target.steps:
+        return target.id, target.start
+    return None
+
+
+def _nodes(flows: Mapping[str, Flow]) -> list[Node]:
+    return [(flow.id, step_id) for flow in flows.values() for step_id in flow.steps]
+
+
+def _loops(flows: Mapping[str, Flow]) -> list[FlowProblem]:
+    """Cycles of steps that go on without waiting (each step has at most one such exit)."""
+    problems = []
+    done: set[Node] = set()
+    for first in _nodes(flows):
+        walk: list[Node] = []
+        node: Node | None = first
+        while node is not None and node not in done and node not in walk:
+            walk.append(node)
+            node = _successor(flows, node, redirects=True)
+        if node is not None and node in walk:
+            problems.append(_loop_problem(walk[walk.index(node) :]))
+        done.update(walk)
+    return problems
+
+
+def _loop_problem(cycle: list[Node]) -> FlowProblem:
+    one_flow = len({flow for flow, _ in cycle}) == 1
+    names = [step if one_flow else f"{flow}/{step}" for flow, step in [*cycle, cycle[0]]]
+    reason = f"steps {' -> '.join(names)} loop without waiting for the caller"
+    return FlowProblem(cycle[0][0], cycle[0][1], reason)
+
+
+def _long_chains(flows: Mapping[str, Flow]) -> list[FlowProblem]:
+    """Chains of more than MAX_CHAINED_STEPS steps in one response, reported at their head."""
+    length: dict[Node, int] = {}
+
+    def chain(node: Node) -> int:
+        walk: list[Node] = []
+        current: Node | None = node
+        while current is not None and current not in length and current not in walk:
+            walk.append(current)
+            current = _successor(flows, current, redirects=False)
+        tail = length.get(current, 0) if current is not None else 0
+        for position, member in enumerate(reversed(walk), start=1):
+            length[member] = tail + position  # a cycle (reported by _loops) counts once
+        return length[node]
+
+    heads = [node for node in _nodes(flows) if chain(node) > MAX_CHAINED_STEPS]
+    followers = {_successor(flows, node, redirects=False) for node in heads}
+    return [
+        FlowProblem(flow, step, f"chains more than {MAX_CHAINED_STEPS} steps into one response")
+        for flow, step in heads
+        if (flow, step) not in followers
+    ]

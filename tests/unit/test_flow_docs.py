@@ -1,0 +1,51 @@
+"""docs/flows.md shows what the app accepts: its examples pass the schema and the checks."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from telephony.flows import parse_flow_document
+from telephony.flows.document import schema_problems
+
+DOC = Path(__file__).resolve().parents[2] / "docs" / "flows.md"
+BLOCKS = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+
+
+def test_the_first_example_is_a_whole_valid_document() -> None:
+    book = parse_flow_document(yaml.safe_load(BLOCKS[0]))
+    assert "ivr-menu" in book
+
+
+@pytest.mark.parametrize("block", BLOCKS[1:], ids=lambda block: block.split(":")[0])
+def test_each_verb_example_is_a_valid_step(block: str) -> None:
+    steps: dict[str, Any] = yaml.safe_load(block)
+    document = {"version": 1, "flows": {"f": {"start": next(iter(steps)), "steps": steps}}}
+    assert schema_problems(document) == []
+
+
+def test_every_verb_has_an_example() -> None:
+    verbs = {
+        "say",
+        "play",
+        "pause",
+        "gather",
+        "dial",
+        "record",
+        "redirect",
+        "reject",
+        "hangup",
+        "sms",
+    }
+    shown = {
+        verb
+        for block in BLOCKS[1:]
+        for step in yaml.safe_load(block).values()
+        for verb in step
+        if verb != "next"
+    }
+    assert shown == verbs
