@@ -40,7 +40,7 @@ class Container:
     _queue: QueueClient | None = field(init=False, default=None)
     _flows: FlowBook | str | None = field(init=False, default=None)  # str: why it failed
     _optouts: OptOutStore | None = field(init=False, default=None)
-    _sms_rules: SmsRules | SettingsError | None = field(init=False, default=None)
+    _sms_rules: SmsRules | str | None = field(init=False, default=None)
     _sms_rules_loaded: bool = field(init=False, default=False)
     _sms_responder: SmsResponder | None = field(init=False, default=None)
 
@@ -90,22 +90,23 @@ class Container:
         if not self._sms_rules_loaded:
             self._sms_rules = self._load_sms_rules()
             self._sms_rules_loaded = True
-        if isinstance(self._sms_rules, Exception):
-            raise self._sms_rules
+        if isinstance(self._sms_rules, str):
+            # A new error each time: re-raising one object would grow its traceback.
+            raise SettingsError(self._sms_rules)
         return self._sms_rules
 
-    def _load_sms_rules(self) -> SmsRules | SettingsError | None:
+    def _load_sms_rules(self) -> SmsRules | str | None:
+        """The rules, None when unset, or what is wrong with them."""
         name = self.settings.sms_rules_file
         if name is None:
             return None
-        from telephony.sms_rules import SmsRulesError, load_rules, rules_path
+        from telephony.documents import app_file
+        from telephony.sms_rules import SmsRulesError, load_rules
 
         try:
-            return load_rules(rules_path(name))
+            return load_rules(app_file(name))
         except SmsRulesError as exc:
-            error = SettingsError(f"SMS_RULES_FILE {exc}")
-            error.__cause__ = exc
-            return error
+            return f"SMS_RULES_FILE {exc}"
 
     def sms_responder(self) -> SmsResponder:
         """Carries out inbound SMS decisions: opt-outs, and forwards through the queue."""
@@ -146,8 +147,8 @@ class Container:
 
     def _load_flows(self) -> FlowBook | str:
         """The book, or what is wrong with it."""
+        from telephony.documents import app_file
         from telephony.flows import FlowDocumentError, load_flow_book
-        from telephony.flows.document import app_file
 
         try:
             book = load_flow_book(app_file(self.settings.call_flows_file))

@@ -23,10 +23,10 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from telephony.documents import DocumentReadError, app_file, read_document
 from telephony.sms import keyword_of
 
 SCHEMA_FILE = "sms-rules.v1.json"
-APP_DIR = Path(__file__).resolve().parent.parent  # the folder of function_app.py
 EXAMPLE_FILE = "flows/sms-rules.yaml"
 # A regex sees at most this much of a message: two SMS segments hold any keyword-style
 # command, and the bound caps the cost of a pattern that backtracks badly.
@@ -106,11 +106,6 @@ class SmsRulesError(ValueError):
         super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}: {listed}")
 
 
-def rules_path(name: str) -> Path:
-    """Where the setting value `name` points: relative to the app's folder, or absolute."""
-    return APP_DIR / name
-
-
 def load_rules(path: str | Path) -> SmsRules:
     """Read and validate a rules file; raises SmsRulesError naming the file and problems."""
     source = str(path)
@@ -143,38 +138,10 @@ def parse_rules(document: object, source: str = "<rules>") -> SmsRules:
 
 
 def _read(path: Path, source: str) -> object:
-    suffix = path.suffix.lower()
-    if suffix not in (".json", ".yaml", ".yml"):
-        raise SmsRulesError(source, [RuleProblem(None, "use a .yaml, .yml or .json file")])
     try:
-        text = path.read_text("utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = "file not found" if isinstance(exc, FileNotFoundError) else f"unreadable: {exc}"
-        raise SmsRulesError(source, [RuleProblem(None, reason)]) from None
-    if suffix == ".json":
-        return _json(text, source)
-    return _yaml(text, source)
-
-
-def _json(text: str, source: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        reason = f"not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno})"
-        raise SmsRulesError(source, [RuleProblem(None, reason)]) from None
-
-
-def _yaml(text: str, source: str) -> object:
-    import yaml
-
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
-        problem = getattr(exc, "problem", None) or "syntax error"
-        reason = f"not valid YAML: {problem}{where}"
-        raise SmsRulesError(source, [RuleProblem(None, reason)]) from None
+        return read_document(path)
+    except DocumentReadError as exc:
+        raise SmsRulesError(source, [RuleProblem(None, str(exc))]) from None
 
 
 # Schema
@@ -441,7 +408,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _configured_path(env: Mapping[str, str]) -> Path:
-    return rules_path(env.get("SMS_RULES_FILE", "").strip() or EXAMPLE_FILE)
+    return app_file(env.get("SMS_RULES_FILE", "").strip() or EXAMPLE_FILE)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ from telephony.blueprints.http import base_url, unavailable, xml_response
 from telephony.container import Container
 from telephony.errors import InvalidInputError
 from telephony.logs import log_event
+from telephony.optouts import RecipientOptedOutError
 from telephony.settings import SettingsError
 from telephony.signature import FormParams
 
@@ -65,7 +66,7 @@ def queue_sms(container: Container, sms: FlowSms, event: CallEvent) -> None:
     try:
         queue = container.command_queue()
         _, created = container.outbound_service().submit(command, queue.send_message)
-    except InvalidInputError as exc:  # e.g. a number outside ALLOWED_DESTINATION_COUNTRIES
+    except (InvalidInputError, RecipientOptedOutError) as exc:  # a refused destination
         log_event(logger, "flow_sms_rejected", logging.WARNING, reason=exc.message, **fields)
         return
     except Exception as exc:  # the caller is still on the line: never fail the call for it

@@ -14,7 +14,8 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from telephony.flows.document import app_file, load_flow_book
+from telephony.documents import app_file
+from telephony.flows.document import load_flow_book
 from telephony.flows.errors import FlowDocumentError
 from telephony.settings import SETTINGS_BY_NAME
 

@@ -14,6 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from telephony.documents import DocumentReadError, read_document
 from telephony.flows.checks import check_flows
 from telephony.flows.errors import FlowDocumentError, FlowProblem
 from telephony.flows.model import (
@@ -34,32 +35,17 @@ from telephony.flows.model import (
     Verb,
 )
 
-# The app's folder (where function_app.py is): relative document paths start here.
-APP_ROOT = Path(__file__).resolve().parents[2]
 SCHEMA_FILE = "call-flows.v1.json"
-YAML_SUFFIXES = frozenset({".yaml", ".yml"})
-JSON_SUFFIXES = frozenset({".json"})
 VERBS = ("say", "play", "pause", "gather", "dial", "record", "redirect", "reject", "hangup", "sms")
-
-
-def app_file(name: str) -> Path:
-    """`name` resolved against the app's folder (an absolute path is kept as it is)."""
-    return APP_ROOT / name
 
 
 def load_flow_book(path: Path) -> FlowBook:
     """Read and check the document at `path`; raises FlowDocumentError with every problem."""
     source = str(path)
-    suffix = path.suffix.lower()
-    if suffix not in YAML_SUFFIXES | JSON_SUFFIXES:
-        raise _single(source, "the file name must end in .yaml, .yml or .json")
     try:
-        text = path.read_text("utf-8")
-    except FileNotFoundError:
-        raise _single(source, "the file does not exist") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise _single(source, f"the file cannot be read ({type(exc).__name__})") from None
-    document = _parse_yaml(text, source) if suffix in YAML_SUFFIXES else _parse_json(text, source)
+        document = read_document(path)
+    except DocumentReadError as exc:
+        raise _single(source, str(exc)) from None
     return parse_flow_document(document, source)
 
 
@@ -116,43 +102,6 @@ def _in_document_order(problems: list[FlowProblem], flows: dict[str, Any]) -> li
         return flow_order.index(problem.flow), step
 
     return sorted(dict.fromkeys(problems), key=position)
-
-
-def _parse_json(text: str, source: str) -> object:
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise _single(source, f"not valid JSON (line {exc.lineno}: {exc.msg})") from None
-
-
-def _parse_yaml(text: str, source: str) -> object:
-    import yaml
-
-    try:
-        return yaml.load(text, Loader=_yaml_loader())  # noqa: S506 (a SafeLoader subclass)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed"
-        raise _single(source, f"not valid YAML ({line}{problem})") from None
-
-
-@cache
-def _yaml_loader() -> type:
-    import yaml
-
-    class FlowLoader(yaml.SafeLoader):
-        """Reads every mapping key as written: a branch `1:` stays "1" and `yes:` stays
-        "yes" (plain YAML would make them the integer 1 and the boolean True)."""
-
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            for key_node, _ in node.value:
-                is_merge = key_node.tag == "tag:yaml.org,2002:merge"
-                if isinstance(key_node, yaml.ScalarNode) and not is_merge:
-                    key_node.tag = "tag:yaml.org,2002:str"
-            return super().construct_mapping(node, deep)
-
-    return FlowLoader
 
 
 # --- schema violations, translated into flow / step / reason ---------------------------

@@ -166,7 +166,7 @@ def test_a_missing_rules_file_is_503(app_env: AppFactory, caplog: pytest.LogCapt
     app = SmsApp(app_env, "flows/no-such-rules.yaml")
     with caplog.at_level(logging.ERROR):
         assert app.text("hello").status_code == 503
-    assert "flows/no-such-rules.yaml: 1 problem: file not found" in caplog.text
+    assert "flows/no-such-rules.yaml: 1 problem: the file does not exist" in caplog.text
 
 
 def test_the_answer_is_logged_with_the_rule_and_a_masked_sender(

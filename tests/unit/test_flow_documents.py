@@ -14,10 +14,11 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from telephony.container import build_container
+from telephony.documents import APP_ROOT
 from telephony.flows import FlowDocumentError, FlowProblem, load_flow_book, parse_flow_document
 from telephony.flows.__main__ import main as check_main
 from telephony.flows.checks import MAX_CHAINED_STEPS
-from telephony.flows.document import APP_ROOT, flows_schema
+from telephony.flows.document import flows_schema
 from telephony.flows.model import Gather
 from telephony.settings import SettingsError
 

@@ -12,8 +12,9 @@ from xml.etree import ElementTree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from telephony.documents import app_file
 from telephony.sms import InboundSms, SmsResponder, decide
-from telephony.sms_rules import SmsRules, load_rules, parse_rules, rules_path
+from telephony.sms_rules import SmsRules, load_rules, parse_rules
 from telephony.twiml import message_reply, xml_text
 from tests.fakes import MemoryOptOutStore
 
@@ -25,7 +26,7 @@ ECHO = parse_rules(
         "default": {"reply": "You said {body} to {to}"},
     }
 )
-EXAMPLE = load_rules(rules_path("flows/sms-rules.yaml"))
+EXAMPLE = load_rules(app_file("flows/sms-rules.yaml"))
 
 HOSTILE = st.sampled_from(
     ["<", ">", "&", '"', "'", "]]>", "<![CDATA[", "&amp;", "\x00", "\x1b", "\ufffe", "\ud800"]

@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
+from telephony.documents import APP_ROOT
 from telephony.sms import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, keyword_of, render
 from telephony.sms_rules import (
-    APP_DIR,
     REGEX_INPUT_CHARS,
     SmsRules,
     SmsRulesError,
@@ -273,9 +273,13 @@ def test_yaml_and_json_files_load_alike(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("name", "text", "expected"),
     [
-        ("rules.txt", "version: 1", "use a .yaml, .yml or .json file"),
-        ("rules.yaml", "version: 1\nrules: [\n", "not valid YAML: expected the node content"),
-        ("rules.json", '{"version": 1,', "not valid JSON: Expecting property name"),
+        ("rules.txt", "version: 1", "the file name must end in .yaml, .yml or .json"),
+        (
+            "rules.yaml",
+            "version: 1\nrules: [\n",
+            "not valid YAML (line 3: expected the node content",
+        ),
+        ("rules.json", '{"version": 1,', "not valid JSON (line 1: Expecting property name"),
         ("rules.yaml", "rules:\n  - name: a\n    exact: yes\n    reply: x\n", "version is req"),
     ],
 )
@@ -291,18 +295,21 @@ def test_unusable_files_name_the_file_and_problem(
 
 
 def test_a_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SmsRulesError, match=re.escape(f"{tmp_path / 'no.yaml'}: 1 problem: file")):
+    with pytest.raises(
+        SmsRulesError,
+        match=re.escape(f"{tmp_path / 'no.yaml'}: 1 problem: the file does not exist"),
+    ):
         load_rules(tmp_path / "no.yaml")
 
 
 SHIPPED = sorted(
     p for pattern in ("sms-rules*.yaml", "sms-rules*.yml", "sms-rules*.json")
-    for p in (APP_DIR / "flows").glob(pattern)
+    for p in (APP_ROOT / "flows").glob(pattern)
 )  # fmt: skip
 
 
 def test_the_example_rules_file_is_shipped() -> None:
-    assert APP_DIR / "flows" / "sms-rules.yaml" in SHIPPED
+    assert APP_ROOT / "flows" / "sms-rules.yaml" in SHIPPED
 
 
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
@@ -314,7 +321,7 @@ def test_every_shipped_rules_file_is_valid(path: Path) -> None:
 
 
 def test_check_command_accepts_a_valid_file(capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["check", str(APP_DIR / "flows" / "sms-rules.yaml")]) == 0
+    assert main(["check", str(APP_ROOT / "flows" / "sms-rules.yaml")]) == 0
     assert "ok (4 rules)" in capsys.readouterr().out
 
 
@@ -342,7 +349,7 @@ def test_check_command_defaults_to_the_configured_file(
 
 # The documentation's examples
 
-DOCS = APP_DIR / "docs" / "sms.md"
+DOCS = APP_ROOT / "docs" / "sms.md"
 
 
 def doc_examples() -> list[tuple[str, str]]:
