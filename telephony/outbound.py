@@ -43,14 +43,12 @@ from telephony.optouts import (
     OptOutStoreError,
     ensure_can_contact,
 )
-from telephony.twilio_gateway import (
-    CreatedResource,
-    OutboundCall,
-    OutboundSms,
+from telephony.twilio_errors import (
     TwilioOutcomeUnknownError,
     TwilioRejectedError,
     TwilioUnavailableError,
 )
+from telephony.twilio_gateway import CreatedResource, OutboundCall, OutboundSms
 from telephony.twiml import say_response
 
 logger = logging.getLogger(__name__)

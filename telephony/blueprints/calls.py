@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 import azure.functions as func
 
@@ -22,13 +23,15 @@ from telephony.optouts import OptOutStoreError, RecipientOptedOutError, ensure_c
 from telephony.phone import mask
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
-from telephony.twilio_gateway import (
+from telephony.twilio_errors import (
     CredentialsUnavailableError,
-    OutboundCall,
     TwilioRejectedError,
     TwilioUnavailableError,
 )
 from telephony.twiml import say_response
+
+if TYPE_CHECKING:
+    from telephony.twilio_gateway import OutboundCall
 
 logger = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
@@ -75,6 +78,8 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
 
 def _outbound(call: CallRequest, base: str) -> OutboundCall:
     """Say becomes TwiML; a flow, or no content at all, lets Twilio fetch our voice_url."""
+    from telephony.twilio_gateway import OutboundCall  # the gateway loads on first call
+
     twiml = say_response(call.say) if call.say else call.twiml
     url = call.url if call.url or twiml else f"{base}/api/voice_url"
     if call.flow is not None:

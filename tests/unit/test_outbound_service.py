@@ -17,13 +17,12 @@ from telephony.outbound import (
     RetryLaterError,
     SenderDefaults,
 )
-from telephony.twilio_gateway import (
-    OutboundCall,
-    OutboundSms,
+from telephony.twilio_errors import (
     TwilioOutcomeUnknownError,
     TwilioRejectedError,
     TwilioUnavailableError,
 )
+from telephony.twilio_gateway import OutboundCall, OutboundSms
 from tests.fakes import Clock, MemoryStore, ScriptedSender
 
 SMS = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
