@@ -23,13 +23,14 @@ TO, FROM = "+15558675310", "+15017122661"
 SID, TOKEN = "AC" + "a" * 32, "bench-token"
 
 
-def app_pattern(base_url: str) -> None:
+def app_pattern(base_url: str, storage: str) -> None:
     from telephony.container import build_container, set_container
     from tests.app_client import post_json
 
     set_container(build_container({
         "TWILIO_ACCOUNT_SID": SID, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_PHONE_NUMBER": FROM,
         "TWILIO_API_BASE_URL": base_url, "PUBLIC_BASE_URL": "https://bench.example",
+        "AzureWebJobsStorage": storage,  # make_call checks the opt-out table first
     }))  # fmt: skip
 
     def call(_: int) -> None:
@@ -40,7 +41,7 @@ def app_pattern(base_url: str) -> None:
     set_container(None)
 
 
-def tutorial_pattern(base_url: str) -> None:
+def tutorial_pattern(base_url: str, storage: str) -> None:
     from twilio.rest import Client
 
     def call(_: int) -> None:
@@ -53,14 +54,15 @@ def tutorial_pattern(base_url: str) -> None:
 
 
 def main() -> None:
+    from localpeers.azurite import Azurite
     from localpeers.twilio_mock import TwilioMock
     from telephony.twilio_gateway import POOL_SIZE
 
     results = {"requests": REQUESTS, "threads": THREADS, "pool_size": POOL_SIZE}
-    with TwilioMock() as mock:
+    with TwilioMock() as mock, Azurite() as azurite:
         for name, run in (("app", app_pattern), ("new_client_per_request", tutorial_pattern)):
             mock.reset()
-            run(mock.base_url)
+            run(mock.base_url, azurite.connection_string)
             assert len(mock.find_requests("/Calls.json", method="POST")) == REQUESTS
             results[f"{name}_connections"] = mock.connections_opened
     print(json.dumps(results, indent=2))
