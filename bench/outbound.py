@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -54,6 +55,10 @@ class SlowTwilio:
         assert self._process.stdout is not None
         self.url = self._process.stdout.readline().strip()
         return self
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process else None
 
     def stop(self) -> None:
         if self._process:
@@ -104,6 +109,14 @@ class CountingStore:
         return counted
 
 
+def _cpu_seconds(pid: int | None) -> float:
+    """User and system CPU time of a live process (Linux /proc)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def worker(connection_string: str, twilio_url: str, table: str, count: int, threads: int) -> None:
     """One worker process: warm up, wait for the start line, run `count` messages, report."""
     from azure.functions.queue import QueueMessage
@@ -152,10 +165,13 @@ def worker(connection_string: str, twilio_url: str, table: str, count: int, thre
 
     print("ready", flush=True)
     sys.stdin.readline()
+    cpu = time.process_time()
     with ThreadPoolExecutor(threads) as pool:
         list(pool.map(timed, messages[threads:]))
+    cpu = time.process_time() - cpu
     round_trips = store.calls + optouts.calls
-    print(json.dumps({"durations": durations, "round_trips": round_trips}), flush=True)
+    report = {"durations": durations, "round_trips": round_trips, "cpu": cpu}
+    print(json.dumps(report), flush=True)
 
 
 def run(processes: int) -> dict[str, float]:
@@ -184,6 +200,7 @@ def run(processes: int) -> dict[str, float]:
         ]
         for process in workers:
             assert process.stdout is not None and process.stdout.readline().strip() == "ready"
+        peers_cpu = _cpu_seconds(azurite.pid) + _cpu_seconds(twilio.pid)
         began = time.perf_counter()
         for process in workers:
             assert process.stdin is not None
@@ -191,6 +208,7 @@ def run(processes: int) -> dict[str, float]:
             process.stdin.flush()
         reports = [json.loads(process.communicate()[0]) for process in workers]
         elapsed = time.perf_counter() - began
+        peers_cpu = _cpu_seconds(azurite.pid) + _cpu_seconds(twilio.pid) - peers_cpu
     twilio.stop()
     durations = [d for report in reports for d in report["durations"]]
     rate = len(durations) / elapsed
@@ -206,6 +224,11 @@ def run(processes: int) -> dict[str, float]:
         "table_round_trips_per_send": sum(r["round_trips"] for r in reports) / len(durations),
         "handler_p50_ms": statistics.median(durations) * 1000,
         "handler_p99_ms": statistics.quantiles(durations, n=100)[98] * 1000,
+        # Where the machine's CPU went while the messages ran: the app's workers, and the
+        # local stand-ins (Azurite and the Twilio stub) that share the same cores.
+        "app_cpu_ms_per_message": sum(r["cpu"] for r in reports) / len(durations) * 1000,
+        "peers_cpu_ms_per_message": peers_cpu / len(durations) * 1000,
+        "cores": os.cpu_count(),
     }
 
 
