@@ -93,3 +93,18 @@ def test_raw_body_needs_a_body_hash_in_the_url() -> None:
     hashed = f"{url}?bodySHA256={RequestValidator('token').compute_hash(body)}"
     signature = RequestValidator("token").compute_signature(hashed, {})
     assert validator.is_valid(hashed, body, signature)
+
+
+def test_xml_text_drops_exactly_what_xml_1_0_cannot_carry() -> None:
+    from telephony.twiml import xml_text
+
+    def allowed(code: int) -> bool:  # the Char production of XML 1.0
+        return (
+            code in (0x9, 0xA, 0xD)
+            or 0x20 <= code <= 0xD7FF
+            or 0xE000 <= code <= 0xFFFD
+            or 0x10000 <= code <= 0x10FFFF
+        )
+
+    text = "".join(map(chr, range(0x110000)))
+    assert xml_text(text) == "".join(ch for ch in text if allowed(ord(ch)))
