@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from azure.storage.queue import QueueClient
 
     from telephony.commands import CommandRules
+    from telephony.deliveries import DeliveryRecord
     from telephony.flows import FlowBook
     from telephony.optouts import OptOutStore
     from telephony.outbound import OutboundService
@@ -113,11 +114,23 @@ class Container:
         if self._sms_responder is None:
             from telephony.sms import SmsResponder
 
-            self._sms_responder = SmsResponder(self.optout_store, self._forward_sms)
+            self._sms_responder = SmsResponder(self.optout_store, self.submit_command)
         return self._sms_responder
 
-    def _forward_sms(self, command: dict[str, object]) -> object:
-        return self.outbound_service().submit(command, self.command_queue().send_message)
+    def submit_command(self, document: object) -> tuple[DeliveryRecord, bool]:
+        """Validate and enqueue an outbound command (see OutboundService.submit).
+
+        The queue's failures become StorageUnavailableError, like the table's.
+        """
+        from telephony.storage import storage_errors
+
+        queue = self.command_queue()
+
+        def put(text: str) -> None:
+            with storage_errors("enqueue an outbound command"):
+                queue.send_message(text)
+
+        return self.outbound_service().submit(document, put)
 
     def command_rules(self) -> CommandRules:
         from telephony.commands import CommandRules

@@ -12,6 +12,13 @@ class InvalidInputError(ValueError):
         self.field = field
 
 
+class StorageUnavailableError(Exception):
+    """Azure Storage (a queue or a table) could not be reached or failed: retry later.
+
+    Messages name the operation and the SDK's error type, never a key or a number.
+    """
+
+
 class CommandRejectedError(InvalidInputError):
     """An outbound command that can never be sent as it is; `key` is its idempotency key."""
 

@@ -12,11 +12,14 @@ touch the table for STOP and START.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from telephony.storage import ensure_table, storage_errors
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -51,10 +54,6 @@ class OptOutStore(Protocol):
         ...
 
 
-class OptOutStoreError(Exception):
-    """The store could not be read or written; transient as far as callers know."""
-
-
 class RecipientOptedOutError(Exception):
     """A send to a number that opted out; handlers answer 409, the worker rejects."""
 
@@ -84,7 +83,6 @@ class TableOptOutStore:
 
     def add(self, optout: OptOut) -> None:
         """One upsert: a second STOP refreshes the time instead of failing."""
-        from azure.core.exceptions import AzureError
         from azure.data.tables import UpdateMode
 
         entity: dict[str, Any] = {
@@ -95,44 +93,31 @@ class TableOptOutStore:
         }
         if optout.message_sid:
             entity["MessageSid"] = optout.message_sid
-        try:
+        with storage_errors("record an opt-out"):
             self._client().upsert_entity(entity, mode=UpdateMode.REPLACE)
-        except AzureError as exc:
-            _unavailable("record an opt-out", exc)
 
     def remove(self, number: str) -> None:
         """One delete; a number that never opted out is not an error."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
-        try:
+        # START from a number that never opted out is no error.
+        with storage_errors("remove an opt-out"), contextlib.suppress(ResourceNotFoundError):
             self._client().delete_entity(optout_key(number), ROW_KEY)
-        except ResourceNotFoundError:
-            pass  # START from a number that never opted out
-        except AzureError as exc:
-            _unavailable("remove an opt-out", exc)
 
     def is_opted_out(self, number: str) -> bool:
         """One point read of the entity (selecting no properties beyond its key)."""
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
+        from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            self._client().get_entity(optout_key(number), ROW_KEY, select=["RowKey"])
-        except ResourceNotFoundError:
-            return False
-        except AzureError as exc:
-            _unavailable("read opt-outs", exc)
+        with storage_errors("read opt-outs"):
+            try:
+                self._client().get_entity(optout_key(number), ROW_KEY, select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
         return True
 
     def _client(self) -> TableClient:
         if self._table is None:
             with self._lock:
                 if self._table is None:
-                    from telephony.table_store import ensure_table
-
                     self._table = ensure_table(self._service, self._table_name)
         return self._table
-
-
-def _unavailable(action: str, exc: Exception) -> NoReturn:
-    # The SDK's message can hold the request URL, never a number: keys are hashes.
-    raise OptOutStoreError(f"could not {action}: {type(exc).__name__}") from exc

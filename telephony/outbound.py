@@ -40,7 +40,6 @@ from telephony.logs import log_event
 from telephony.optouts import (
     OPTED_OUT,
     OptOutStore,
-    OptOutStoreError,
     ensure_can_contact,
 )
 from telephony.twilio_errors import (
@@ -189,13 +188,8 @@ class OutboundService:
         return Outcome.REJECTED
 
     def _opted_out(self, number: str) -> bool:
-        """One point read of the opt-out table; a store failure is retried by the host."""
-        if self._optouts is None:
-            return False
-        try:
-            return self._optouts.is_opted_out(number)
-        except OptOutStoreError as exc:
-            raise RetryLaterError(str(exc)) from exc
+        """One point read of the opt-out table; StorageUnavailableError makes the host retry."""
+        return self._optouts is not None and self._optouts.is_opted_out(number)
 
     def _reject_opted_out(self, command: OutboundCommand) -> Outcome:
         key = command.idempotency_key

@@ -170,7 +170,7 @@ class SmsResponder:
     def respond(self, message: InboundSms, decision: SmsDecision) -> str | None:
         """Record the opt-out or opt-in, queue the forwards; the reply text (or None).
 
-        Raises OptOutStoreError when an opt-out cannot be recorded: the caller answers
+        Raises StorageUnavailableError when an opt-out cannot be recorded: the caller answers
         503 rather than pretend the STOP was kept.
         """
         if decision.outcome in ("opt_out", "opt_in") and message.from_:

@@ -7,14 +7,16 @@ string (Azurite locally), or identity-based with `AzureWebJobsStorage__queueServ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
+from telephony.errors import StorageUnavailableError
 from telephony.http_session import pooled_session
 from telephony.settings import SettingsError
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableServiceClient
+    from azure.data.tables import TableClient, TableServiceClient
     from azure.storage.queue import QueueClient
 
 CONNECTION = "AzureWebJobsStorage"
@@ -62,3 +64,25 @@ def _transport() -> Any:
     from azure.core.pipeline.transport import RequestsTransport
 
     return RequestsTransport(session=pooled_session(POOL_SIZE), session_owner=False)
+
+
+@contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Turn any other Azure SDK failure inside the block into StorageUnavailableError."""
+    from azure.core.exceptions import AzureError
+
+    try:
+        yield
+    except AzureError as exc:
+        # The SDK's message can hold the request URL; the type is enough to act on.
+        raise StorageUnavailableError(f"could not {action}: {type(exc).__name__}") from exc
+
+
+def ensure_table(service: TableServiceClient, table_name: str) -> TableClient:
+    """A client of `table_name`, creating the table when it is missing (one round trip)."""
+    from azure.core.exceptions import ResourceExistsError
+
+    try:
+        return service.create_table(table_name)
+    except ResourceExistsError:
+        return service.get_table_client(table_name)

@@ -13,6 +13,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
+from telephony.storage import ensure_table, storage_errors
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -37,10 +38,11 @@ class TableDeliveryStore:
     def get(self, key: str) -> DeliveryRecord | None:
         from azure.core.exceptions import ResourceNotFoundError
 
-        try:
-            entity = self._client().get_entity(partition_of(key), ROW_KEY)
-        except ResourceNotFoundError:
-            return None
+        with storage_errors("read a delivery record"):
+            try:
+                entity = self._client().get_entity(partition_of(key), ROW_KEY)
+            except ResourceNotFoundError:
+                return None
         return _record(entity)
 
     def insert(self, record: DeliveryRecord) -> DeliveryRecord:
@@ -52,54 +54,44 @@ class TableDeliveryStore:
     def lookup(self, key: str) -> DeliveryRecord | None:
         # One partition query returns the record and the marker together.
         query = "PartitionKey eq @pk"
-        entities = self._client().query_entities(query, parameters={"pk": partition_of(key)})
-        by_row = {entity["RowKey"]: entity for entity in entities}
+        with storage_errors("look up a delivery record"):
+            entities = self._client().query_entities(query, parameters={"pk": partition_of(key)})
+            by_row = {entity["RowKey"]: entity for entity in entities}
         found = by_row.get(ROW_KEY) or by_row.get(PENDING_ROW_KEY)
         return _record(found) if found is not None else None
 
     def _create(self, entity: dict[str, Any]) -> Any:
         from azure.core.exceptions import ResourceExistsError
 
-        try:
-            return self._client().create_entity(entity)
-        except ResourceExistsError:
-            raise RecordExistsError(entity["Key"]) from None
+        with storage_errors("insert a delivery record"):
+            try:
+                return self._client().create_entity(entity)
+            except ResourceExistsError:
+                raise RecordExistsError(entity["Key"]) from None
 
     def update(self, record: DeliveryRecord) -> DeliveryRecord:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
         from azure.data.tables import UpdateMode
 
-        try:
-            meta = self._client().update_entity(
-                _entity(record),
-                mode=UpdateMode.REPLACE,
-                etag=record.etag,
-                match_condition=MatchConditions.IfNotModified,
-            )
-        except ResourceModifiedError:
-            raise RecordChangedError(record.key) from None
+        with storage_errors("update a delivery record"):
+            try:
+                meta = self._client().update_entity(
+                    _entity(record),
+                    mode=UpdateMode.REPLACE,
+                    etag=record.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+            except ResourceModifiedError:
+                raise RecordChangedError(record.key) from None
         return _with_etag(record, meta)
 
     def _client(self) -> TableClient:
         if self._table is None:
             with self._lock:
                 if self._table is None:
-                    self._table = self._create_if_missing()
+                    self._table = ensure_table(self._service, self._table_name)
         return self._table
-
-    def _create_if_missing(self) -> TableClient:
-        return ensure_table(self._service, self._table_name)
-
-
-def ensure_table(service: TableServiceClient, table_name: str) -> TableClient:
-    """A client of `table_name`, creating the table when it is missing (one round trip)."""
-    from azure.core.exceptions import ResourceExistsError
-
-    try:
-        return service.create_table(table_name)
-    except ResourceExistsError:
-        return service.get_table_client(table_name)
 
 
 def _entity(record: DeliveryRecord) -> dict[str, Any]:

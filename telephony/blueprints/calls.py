@@ -8,8 +8,9 @@ from typing import TYPE_CHECKING
 import azure.functions as func
 
 from telephony.blueprints.http import (
-    MediaTypeError,
+    HANDLED_ERRORS,
     base_url,
+    error_response,
     json_error,
     json_response,
     read_json,
@@ -17,12 +18,9 @@ from telephony.blueprints.http import (
 )
 from telephony.calls import CallRequest, parse_call_request
 from telephony.container import get_container
-from telephony.errors import InvalidInputError
 from telephony.logs import log_event
-from telephony.optouts import OptOutStoreError, RecipientOptedOutError, ensure_can_contact
+from telephony.optouts import ensure_can_contact
 from telephony.phone import mask
-from telephony.secrets import SecretStoreError
-from telephony.settings import SettingsError
 from telephony.twilio_errors import (
     CredentialsUnavailableError,
     TwilioRejectedError,
@@ -55,14 +53,8 @@ def make_call(req: func.HttpRequest) -> func.HttpResponse:
         ensure_can_contact(container.optout_store(), call.to)
         base = base_url(req, settings.public_base_url)
         created = container.gateway.place_call(_outbound(call, base))
-    except MediaTypeError as exc:
-        return json_error(415, exc.message)
-    except InvalidInputError as exc:
-        return json_error(400, exc.message, exc.field)
-    except RecipientOptedOutError as exc:
-        return json_error(409, exc.message, exc.field)
-    except (SecretStoreError, SettingsError, OptOutStoreError) as exc:
-        return unavailable(exc, "make_call")
+    except HANDLED_ERRORS as exc:
+        return error_response(exc, "make_call")
     except TwilioRejectedError as exc:
         return _rejected(exc)
     except CredentialsUnavailableError as exc:

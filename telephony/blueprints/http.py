@@ -10,8 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import azure.functions as func
 
 from telephony.container import Container, get_container
-from telephony.errors import InvalidInputError
+from telephony.errors import InvalidInputError, StorageUnavailableError
 from telephony.logs import log_event
+from telephony.optouts import RecipientOptedOutError
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
 from telephony.signature import FormParams, public_url
@@ -60,6 +61,28 @@ def base_url(req: func.HttpRequest, public_base_url: str | None) -> str:
         return public_base_url
     parts = urlsplit(req.url)
     return f"{parts.scheme}://{parts.netloc}"
+
+
+# What a handler turns into an answer by itself: bad input, a refused recipient, and
+# configuration, secrets or storage that are not there right now.
+HANDLED_ERRORS = (
+    InvalidInputError,
+    RecipientOptedOutError,
+    SecretStoreError,
+    SettingsError,
+    StorageUnavailableError,
+)
+
+
+def error_response(exc: Exception, function: str) -> func.HttpResponse:
+    """The JSON answer to one of HANDLED_ERRORS: 415, 400 naming the field, 409, or 503."""
+    if isinstance(exc, MediaTypeError):
+        return json_error(415, exc.message)
+    if isinstance(exc, InvalidInputError):
+        return json_error(400, exc.message, exc.field)
+    if isinstance(exc, RecipientOptedOutError):
+        return json_error(409, exc.message, exc.field)
+    return unavailable(exc, function)
 
 
 def unavailable(exc: Exception, function: str) -> func.HttpResponse:

@@ -9,20 +9,16 @@ from urllib.parse import quote
 import azure.functions as func
 
 from telephony.blueprints.http import (
-    MediaTypeError,
+    HANDLED_ERRORS,
     base_url,
+    error_response,
     json_error,
     json_response,
     read_json,
-    unavailable,
 )
 from telephony.container import get_container
-from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.logs import log_event
-from telephony.optouts import OptOutStoreError, RecipientOptedOutError
 from telephony.phone import mask
-from telephony.secrets import SecretStoreError
-from telephony.settings import SettingsError
 
 if TYPE_CHECKING:
     from telephony.deliveries import DeliveryRecord
@@ -49,17 +45,9 @@ def send_message(req: func.HttpRequest) -> func.HttpResponse:
     """Validate and enqueue a command: 202 {"id", "status_url"}; 200 for a used key."""
     try:
         container = get_container()
-        document = read_json(req)
-        queue = container.command_queue()
-        record, created = container.outbound_service().submit(document, queue.send_message)
-    except MediaTypeError as exc:
-        return json_error(415, exc.message)
-    except (CommandRejectedError, InvalidInputError) as exc:
-        return json_error(400, exc.message, exc.field)
-    except RecipientOptedOutError as exc:
-        return json_error(409, exc.message, exc.field)
-    except (SecretStoreError, SettingsError, OptOutStoreError) as exc:
-        return unavailable(exc, "send_message")
+        record, created = container.submit_command(read_json(req))
+    except HANDLED_ERRORS as exc:
+        return error_response(exc, "send_message")
     base = base_url(req, container.settings.public_base_url)
     body = {**_view(record), "status_url": f"{base}/api/messages/{quote(record.key, safe='')}"}
     return json_response(body, 202 if created else 200)
@@ -72,8 +60,8 @@ def get_message(req: func.HttpRequest) -> func.HttpResponse:
     key = req.route_params.get("id", "")
     try:
         record = get_container().outbound_service().record_of(key)
-    except (SecretStoreError, SettingsError) as exc:
-        return unavailable(exc, "get_message")
+    except HANDLED_ERRORS as exc:
+        return error_response(exc, "get_message")
     if record is None:
         return json_error(404, "no message with this id", "id")
     return json_response(_view(record))

@@ -64,8 +64,7 @@ def queue_sms(container: Container, sms: FlowSms, event: CallEvent) -> None:
         "key": sms.idempotency_key,
     }
     try:
-        queue = container.command_queue()
-        _, created = container.outbound_service().submit(command, queue.send_message)
+        _, created = container.submit_command(command)
     except (InvalidInputError, RecipientOptedOutError) as exc:  # a refused destination
         log_event(logger, "flow_sms_rejected", logging.WARNING, reason=exc.message, **fields)
         return

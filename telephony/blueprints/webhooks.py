@@ -9,8 +9,8 @@ import azure.functions as func
 from telephony.blueprints.http import signed_webhook, unavailable, xml_response
 from telephony.blueprints.voice_flows import answer_with_flow
 from telephony.container import Container
+from telephony.errors import StorageUnavailableError
 from telephony.logs import log_event
-from telephony.optouts import OptOutStoreError
 from telephony.secrets import SecretStoreError
 from telephony.settings import SettingsError
 from telephony.signature import FormParams
@@ -49,7 +49,7 @@ def _sms(container: Container, params: FormParams, req: func.HttpRequest) -> fun
         rules = None if message.opts_out() else container.sms_rules()
         decision = decide(message, rules, container.settings.sms_auto_reply)
         reply = container.sms_responder().respond(message, decision)
-    except (OptOutStoreError, SecretStoreError, SettingsError) as exc:
+    except (StorageUnavailableError, SecretStoreError, SettingsError) as exc:
         return unavailable(exc, "sms_url")
     log_event(
         logger, "sms_answered", function="sms_url", MessageSid=message.sid,
@@ -78,8 +78,8 @@ def _status(container: Container, params: FormParams, req: func.HttpRequest) -> 
         code = int(error_code) if error_code and error_code.isdigit() else None
         try:
             record = container.outbound_service().apply_status(key, status, sid, code)
-        except (SecretStoreError, SettingsError) as exc:
-            return unavailable(exc, "status_callback")
+        except (StorageUnavailableError, SecretStoreError, SettingsError) as exc:
+            return unavailable(exc, "status_callback")  # Twilio retries the callback
         if record is None:
             log_event(logger, "status_for_unknown_record", logging.WARNING, key=key, sid=sid)
     return func.HttpResponse(status_code=204)

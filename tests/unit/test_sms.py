@@ -15,15 +15,14 @@ from typing import Any
 import pytest
 
 from telephony.commands import CommandRules
-from telephony.errors import CommandRejectedError
+from telephony.errors import CommandRejectedError, StorageUnavailableError
 from telephony.optouts import (
     OPTED_OUT,
     OptOut,
-    OptOutStoreError,
     RecipientOptedOutError,
     optout_key,
 )
-from telephony.outbound import OutboundService, Outcome, RetryLaterError, SenderDefaults
+from telephony.outbound import OutboundService, Outcome, SenderDefaults
 from telephony.sms import (
     DEFAULT_HELP_REPLY,
     DEFAULT_START_REPLY,
@@ -274,10 +273,10 @@ def test_a_sent_key_redelivered_after_stop_keeps_its_record() -> None:
 def test_an_unreadable_opt_out_store_is_retried() -> None:
     class Broken(MemoryOptOutStore):
         def is_opted_out(self, number: str) -> bool:
-            raise OptOutStoreError("could not read opt-outs: ServiceRequestError")
+            raise StorageUnavailableError("could not read opt-outs: ServiceRequestError")
 
     service, store, sender = outbound(Broken())
-    with pytest.raises(RetryLaterError, match="could not read opt-outs"):
+    with pytest.raises(StorageUnavailableError, match="could not read opt-outs"):
         service.handle(json.dumps(SEND), "m1", 1)
     assert sender.sent == [] and store.records == {}
 
