@@ -116,3 +116,16 @@ class MemoryOptOutStore:
     def is_opted_out(self, number: str) -> bool:
         self.round_trips += 1
         return number in self.optouts
+
+
+class MonotonicClock:
+    """A monotonic clock (seconds) that only moves when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -14,6 +14,7 @@ import pytest
 
 from localpeers.keyvault import USER_ASSIGNED_CLIENT_ID, VAULT_RESOURCE, LocalKeyVault
 from telephony.secrets import KeyVaultSecretFetcher, SecretStore, SecretUnavailableError
+from tests.fakes import MonotonicClock
 
 PRIMARY = "TWILIO_AUTH_TOKEN"
 SECONDARY = "TWILIO_AUTH_TOKEN_SECONDARY"
@@ -25,22 +26,9 @@ TTL = 300.0
 logger = logging.getLogger(__name__)
 
 
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> MonotonicClock:
+    return MonotonicClock()
 
 
 @pytest.fixture
@@ -49,7 +37,9 @@ def vault(local_key_vault: LocalKeyVault) -> LocalKeyVault:
     return local_key_vault
 
 
-def make_store(vault: LocalKeyVault, clock: FakeClock, client_id: str | None = None) -> SecretStore:
+def make_store(
+    vault: LocalKeyVault, clock: MonotonicClock, client_id: str | None = None
+) -> SecretStore:
     fetcher = KeyVaultSecretFetcher(vault.vault_url, client_id=client_id)
     return SecretStore({}, fetcher, max_age=TTL, clock=clock)
 
@@ -64,7 +54,7 @@ def timed_read(store: SecretStore, setting: str) -> str | None:
 
 
 def test_first_read_takes_a_challenge_a_token_and_the_secret(
-    vault: LocalKeyVault, clock: FakeClock
+    vault: LocalKeyVault, clock: MonotonicClock
 ) -> None:
     store = make_store(vault, clock)
 
@@ -77,7 +67,9 @@ def test_first_read_takes_a_challenge_a_token_and_the_secret(
     assert (request.resource, request.client_id) == (VAULT_RESOURCE, None)
 
 
-def test_read_within_ttl_does_not_reach_the_vault(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_read_within_ttl_does_not_reach_the_vault(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
     clock.advance(TTL - 1)
@@ -89,7 +81,7 @@ def test_read_within_ttl_does_not_reach_the_vault(vault: LocalKeyVault, clock: F
 
 
 def test_read_after_ttl_reaches_the_vault_with_the_cached_token(
-    vault: LocalKeyVault, clock: FakeClock
+    vault: LocalKeyVault, clock: MonotonicClock
 ) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
@@ -103,7 +95,9 @@ def test_read_after_ttl_reaches_the_vault_with_the_cached_token(
     assert vault.token_request_count == 1
 
 
-def test_forced_refresh_picks_up_a_rotated_value(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_forced_refresh_picks_up_a_rotated_value(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
     vault.rotate_secret(PRIMARY_SECRET, ROTATED_VALUE)
@@ -113,7 +107,9 @@ def test_forced_refresh_picks_up_a_rotated_value(vault: LocalKeyVault, clock: Fa
     assert store.require(PRIMARY) == ROTATED_VALUE
 
 
-def test_absent_optional_secret_is_none_and_cached(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_absent_optional_secret_is_none_and_cached(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     store = make_store(vault, clock)
 
     assert store.get(SECONDARY) is None
@@ -122,7 +118,9 @@ def test_absent_optional_secret_is_none_and_cached(vault: LocalKeyVault, clock: 
     assert vault.request_count("twilio-auth-token-secondary") == 2  # challenge + one 404
 
 
-def test_deleted_secret_reads_as_absent_after_ttl(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_deleted_secret_reads_as_absent_after_ttl(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
     vault.delete_secret(PRIMARY_SECRET)
@@ -132,7 +130,9 @@ def test_deleted_secret_reads_as_absent_after_ttl(vault: LocalKeyVault, clock: F
         store.require(PRIMARY)
 
 
-def test_environment_value_means_no_vault_traffic(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_environment_value_means_no_vault_traffic(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     fetcher = KeyVaultSecretFetcher(vault.vault_url)
     store = SecretStore({PRIMARY: "from-app-settings"}, fetcher, max_age=TTL, clock=clock)
 
@@ -143,7 +143,7 @@ def test_environment_value_means_no_vault_traffic(vault: LocalKeyVault, clock: F
 
 
 def test_user_assigned_identity_is_asked_for_by_client_id(
-    vault: LocalKeyVault, clock: FakeClock
+    vault: LocalKeyVault, clock: MonotonicClock
 ) -> None:
     store = make_store(vault, clock, client_id=USER_ASSIGNED_CLIENT_ID)
 
@@ -153,7 +153,7 @@ def test_user_assigned_identity_is_asked_for_by_client_id(
 
 
 def test_unknown_identity_makes_the_secret_unavailable(
-    vault: LocalKeyVault, clock: FakeClock
+    vault: LocalKeyVault, clock: MonotonicClock
 ) -> None:
     store = make_store(vault, clock, client_id="00000000-0000-0000-0000-00000000dead")
 
@@ -165,7 +165,7 @@ def test_unknown_identity_makes_the_secret_unavailable(
 
 
 def test_identity_without_access_is_an_error_not_an_absence(
-    vault: LocalKeyVault, clock: FakeClock
+    vault: LocalKeyVault, clock: MonotonicClock
 ) -> None:
     vault.allow_readers([USER_ASSIGNED_CLIENT_ID])
     store = make_store(vault, clock)  # system-assigned identity, not allowed
@@ -176,7 +176,9 @@ def test_identity_without_access_is_an_error_not_an_absence(
     assert SECRET_VALUE not in str(raised.value)
 
 
-def test_vault_down_without_a_cached_value_raises(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_vault_down_without_a_cached_value_raises(
+    vault: LocalKeyVault, clock: MonotonicClock
+) -> None:
     store = make_store(vault, clock)
     vault.down()
 
@@ -189,7 +191,7 @@ def test_vault_down_without_a_cached_value_raises(vault: LocalKeyVault, clock: F
 
 
 def test_vault_down_with_a_cached_value_reuses_it(
-    vault: LocalKeyVault, clock: FakeClock, caplog: pytest.LogCaptureFixture
+    vault: LocalKeyVault, clock: MonotonicClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
@@ -202,7 +204,7 @@ def test_vault_down_with_a_cached_value_reuses_it(
     assert SECRET_VALUE not in caplog.text
 
 
-def test_vault_back_up_serves_reads_again(vault: LocalKeyVault, clock: FakeClock) -> None:
+def test_vault_back_up_serves_reads_again(vault: LocalKeyVault, clock: MonotonicClock) -> None:
     store = make_store(vault, clock)
     store.require(PRIMARY)
     vault.down()

@@ -7,25 +7,13 @@ import logging
 import pytest
 
 from telephony.secrets import SecretBackendError, SecretStore, SecretUnavailableError
+from tests.fakes import MonotonicClock
 
 PRIMARY = "TWILIO_AUTH_TOKEN"
 SECONDARY = "TWILIO_AUTH_TOKEN_SECONDARY"
 PRIMARY_SECRET = "twilio-auth-token"
 VAULT_VALUE = "vault-value-7f3a9c"
 TTL = 300.0
-
-
-class FakeClock:
-    """A monotonic clock that only moves when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class FakeFetcher:
@@ -44,8 +32,8 @@ class FakeFetcher:
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def clock() -> MonotonicClock:
+    return MonotonicClock()
 
 
 @pytest.fixture
@@ -54,11 +42,11 @@ def fetcher() -> FakeFetcher:
 
 
 @pytest.fixture
-def store(fetcher: FakeFetcher, clock: FakeClock) -> SecretStore:
+def store(fetcher: FakeFetcher, clock: MonotonicClock) -> SecretStore:
     return SecretStore({}, fetcher, max_age=TTL, clock=clock)
 
 
-def test_environment_value_wins_over_the_vault(fetcher: FakeFetcher, clock: FakeClock) -> None:
+def test_environment_value_wins_over_the_vault(fetcher: FakeFetcher, clock: MonotonicClock) -> None:
     store = SecretStore({PRIMARY: " from-env "}, fetcher, max_age=TTL, clock=clock)
 
     assert store.require(PRIMARY) == "from-env"
@@ -66,14 +54,16 @@ def test_environment_value_wins_over_the_vault(fetcher: FakeFetcher, clock: Fake
 
 
 def test_blank_environment_value_falls_through_to_the_vault(
-    fetcher: FakeFetcher, clock: FakeClock
+    fetcher: FakeFetcher, clock: MonotonicClock
 ) -> None:
     store = SecretStore({PRIMARY: "  "}, fetcher, max_age=TTL, clock=clock)
 
     assert store.require(PRIMARY) == VAULT_VALUE
 
 
-def test_unresolved_key_vault_reference_is_an_error(fetcher: FakeFetcher, clock: FakeClock) -> None:
+def test_unresolved_key_vault_reference_is_an_error(
+    fetcher: FakeFetcher, clock: MonotonicClock
+) -> None:
     reference = (
         "@Microsoft.KeyVault(SecretUri=https://kv.vault.azure.net/secrets/twilio-auth-token/)"
     )
@@ -102,7 +92,7 @@ def test_first_read_goes_to_the_vault_by_secret_name(
 
 
 def test_second_read_within_ttl_is_served_from_cache(
-    store: SecretStore, fetcher: FakeFetcher, clock: FakeClock
+    store: SecretStore, fetcher: FakeFetcher, clock: MonotonicClock
 ) -> None:
     store.require(PRIMARY)
     clock.advance(TTL - 1)
@@ -112,7 +102,7 @@ def test_second_read_within_ttl_is_served_from_cache(
 
 
 def test_read_after_ttl_goes_back_to_the_vault(
-    store: SecretStore, fetcher: FakeFetcher, clock: FakeClock
+    store: SecretStore, fetcher: FakeFetcher, clock: MonotonicClock
 ) -> None:
     store.require(PRIMARY)
     fetcher.secrets[PRIMARY_SECRET] = "rotated"
@@ -140,7 +130,7 @@ def test_clear_cache_forgets_every_value(store: SecretStore, fetcher: FakeFetche
 
 
 def test_absent_secret_is_none_and_cached(
-    store: SecretStore, fetcher: FakeFetcher, clock: FakeClock
+    store: SecretStore, fetcher: FakeFetcher, clock: MonotonicClock
 ) -> None:
     assert store.get(SECONDARY) is None
     clock.advance(1)
@@ -160,7 +150,7 @@ def test_require_of_an_absent_secret_names_the_setting(store: SecretStore) -> No
 def test_backend_failure_reuses_the_stale_value(
     store: SecretStore,
     fetcher: FakeFetcher,
-    clock: FakeClock,
+    clock: MonotonicClock,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     store.require(PRIMARY)
@@ -199,7 +189,7 @@ def test_backend_failure_without_a_cached_value_raises(
 
 
 def test_failure_after_a_cached_absence_reuses_the_absence(
-    store: SecretStore, fetcher: FakeFetcher, clock: FakeClock
+    store: SecretStore, fetcher: FakeFetcher, clock: MonotonicClock
 ) -> None:
     # An optional secret known to be absent stays absent through an outage.
     assert store.get(SECONDARY) is None
