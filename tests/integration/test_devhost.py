@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
@@ -31,6 +31,7 @@ from devhost.config import ConfigError, QueueOptions, parse_timespan, queue_opti
 from devhost.http import compile_route
 from devhost.metadata import HttpFunction
 from localpeers.azurite import PROJECT_ROOT, Azurite
+from tests.waiting import wait_for
 
 APP = "tests.integration.devhost_sample_app:app"
 _LISTENING = re.compile(r"Development host listening on (http://\S+)")
@@ -146,16 +147,6 @@ class DevHost:
             return []
         text = self.records_path.read_text(encoding="utf-8")
         return [json.loads(line) for line in text.splitlines() if line]
-
-
-def wait_for(condition: Callable[[], Any], timeout: float = 15.0, what: str = "") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out waiting for {what or condition}")
 
 
 def peek(queue: QueueClient) -> list[str]:

@@ -15,7 +15,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from azure.storage.queue import QueueClient
 from localpeers.azurite import Azurite
 from localpeers.twilio_mock import TwilioMock
 from tests.app_client import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 SMS = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
@@ -98,16 +98,6 @@ def hosted(tmp_path: Path, azurite: Azurite, twilio_mock: TwilioMock) -> Iterato
     app.stop()
 
 
-def wait_for(condition: Callable[[], Any], seconds: float = 30.0) -> Any:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError("timed out waiting")
-
-
 def settled(app: HostedApp, key: str, *statuses: str) -> Callable[[], dict[str, Any] | None]:
     def check() -> dict[str, Any] | None:
         record = app.record(key)
@@ -139,7 +129,7 @@ def test_throttled_message_retries_then_lands_in_the_poison_queue(
 ) -> None:
     twilio_mock.fail_next(429, count=None, path_contains="/Messages.json")
     hosted.queue().send_message(json.dumps({**SMS, "idempotency_key": "hosted-429"}))
-    record = wait_for(settled(hosted, "hosted-429", "poison"), seconds=60)
+    record = wait_for(settled(hosted, "hosted-429", "poison"), timeout=60)
     assert (record["attempts"], record["error_code"]) == (5, 20429)
     poisoned = wait_for(lambda: hosted.queue("-poison").peek_messages(max_messages=5))
     assert json.loads(poisoned[0].content)["idempotency_key"] == "hosted-429"
