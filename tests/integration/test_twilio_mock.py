@@ -12,7 +12,8 @@ from twilio.base.exceptions import TwilioRestException
 from twilio.http.http_client import TwilioHttpClient
 from twilio.rest import Client
 
-from localpeers.twilio_mock import ERROR_EXAMPLES, TwilioMock, add_error_responses
+from localpeers.twilio_mock import TwilioMock
+from localpeers.twilio_spec import ERROR_EXAMPLES, add_error_responses
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "token"

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from localpeers.twilio_mock import TwilioMock, TwilioMockStartError
+from localpeers.twilio_mock import TwilioMock
+from localpeers.twilio_prism import TwilioMockStartError
 
 _PEER = pytest.StashKey[TwilioMock | Exception]()
 
