@@ -7,14 +7,16 @@ PY_STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 CHECKOV := .venv-checkov/bin/checkov
 
-.PHONY: help install run demo lint format test unit bench clean
+.PHONY: help install run demo lint format test unit peers bench clean
 
 help:
 	@echo "make run     the app on http://127.0.0.1:7071 with local Twilio and Storage peers"
 	@echo "make demo    show the running app at work (run it beside make run)"
 	@echo "make test    install what is missing, lint, type-check, run every test"
 	@echo "make lint    ruff (lint and format check) and mypy"
-	@echo "make unit    unit tests only (no peers)"
+	@echo "make unit    unit tests only: pure logic, no peers (pytest -m unit)"
+	@echo "make peers   the tests that start local peers or processes (pytest -m peers)"
+	@echo "             ARGS=... is passed to pytest by test, unit and peers, e.g. ARGS=-x"
 	@echo "make bench   benchmarks under bench/"
 
 $(PY_STAMP): requirements.txt requirements-dev.txt
@@ -51,10 +53,13 @@ format: $(PY_STAMP)
 	$(VENV)/bin/ruff check --fix .
 
 test: install lint
-	$(PY) -m pytest
+	$(PY) -m pytest $(ARGS)
 
 unit: $(PY_STAMP)
-	$(PY) -m pytest tests/unit
+	$(PY) -m pytest -m unit $(ARGS)
+
+peers: $(PY_STAMP) $(NODE_STAMP)
+	$(PY) -m pytest -m peers $(ARGS)
 
 bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) bench/webhooks.py

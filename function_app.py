@@ -4,7 +4,7 @@ import logging
 
 import azure.functions as func
 
-from telephony.blueprints import calls, outbound, webhooks
+from telephony.handlers import calls_api, messages_api, outbound_queue, webhooks
 
 # The Azure and Twilio SDKs log every HTTP request's headers at INFO, the host's level:
 # noise in Application Insights, and CPU on every queued send. Our own events say enough.
@@ -12,6 +12,7 @@ for sdk_logger in ("azure.core.pipeline.policies.http_logging_policy", "twilio.h
     logging.getLogger(sdk_logger).setLevel(logging.WARNING)
 
 app = func.FunctionApp()
-app.register_functions(calls.bp)
+app.register_functions(calls_api.bp)
 app.register_functions(webhooks.bp)
-app.register_functions(outbound.bp)
+app.register_functions(messages_api.bp)
+app.register_functions(outbound_queue.bp)

@@ -56,7 +56,7 @@ def tutorial_pattern(base_url: str, storage: str) -> None:
 def main() -> None:
     from localpeers.azurite import Azurite
     from localpeers.twilio_mock import TwilioMock
-    from telephony.twilio_gateway import POOL_SIZE
+    from telephony.adapters.twilio_rest import POOL_SIZE
 
     results = {"requests": REQUESTS, "threads": THREADS, "pool_size": POOL_SIZE}
     with TwilioMock() as mock, Azurite() as azurite:

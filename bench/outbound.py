@@ -124,23 +124,20 @@ def worker(connection_string: str, twilio_url: str, table: str, count: int, thre
     from telephony.container import build_container, set_container
     from tests.app_client import function
 
-    container = build_container(
-        {
-            "AzureWebJobsStorage": connection_string,
-            "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
-            "TWILIO_AUTH_TOKEN": "bench-token",
-            "TWILIO_PHONE_NUMBER": "+15017122661",
-            "TWILIO_API_BASE_URL": twilio_url,
-            "PUBLIC_BASE_URL": "https://bench.example",
-            "DELIVERIES_TABLE_NAME": table,
-        }
-    )
-    set_container(container)
-    service = container.outbound_service()
-    store = CountingStore(service._store)
-    service._store = store  # type: ignore[assignment]
-    optouts = CountingStore(service._optouts)  # the opt-out read before each claim
-    service._optouts = optouts
+    env = {
+        "AzureWebJobsStorage": connection_string,
+        "TWILIO_ACCOUNT_SID": "AC" + "a" * 32,
+        "TWILIO_AUTH_TOKEN": "bench-token",
+        "TWILIO_PHONE_NUMBER": "+15017122661",
+        "TWILIO_API_BASE_URL": twilio_url,
+        "PUBLIC_BASE_URL": "https://bench.example",
+        "DELIVERIES_TABLE_NAME": table,
+    }
+    # The real Table stores, counted: the opt-out read before each claim, and the records.
+    tables = build_container(env)
+    store = CountingStore(tables.deliveries)
+    optouts = CountingStore(tables.optouts)
+    set_container(build_container(env, deliveries=store, optouts=optouts))
     handler = function("outbound")
     prefix = uuid.uuid4().hex[:8]
     body = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}

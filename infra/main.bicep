@@ -84,7 +84,7 @@ var abbrs = loadJsonContent('abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = { 'azd-env-name': environmentName }
 var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunctions}api-${resourceToken}'
-// Names the code also knows by default (telephony/settings.py); passed to the app anyway.
+// Names the code also knows by default (telephony/config/settings.py); passed to the app anyway.
 var outboundQueueName = 'outbound-messages'
 var deliveriesTableName = 'deliveries'
 var optoutsTableName = 'optouts'

@@ -1,144 +1,202 @@
 """The one place where settings, secrets and adapters are put together.
 
-Built on first use, not at import, and cached for the life of the worker process; tests
-replace it with `set_container`.
+Every part is built on first use, not at import, and kept for the life of the worker
+process. Tests pass the parts they replace (fakes, short timeouts) to the constructor;
+what they do not pass is built from the settings as in production.
 """
 
 from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from telephony.secrets import KeyVaultSecretFetcher, SecretStore
-from telephony.settings import Settings, SettingsError
-from telephony.signature import SignatureValidator
+from telephony.config.secrets import SecretStore
+from telephony.config.settings import Settings
+from telephony.errors import DocumentError, SettingsError
 
 if TYPE_CHECKING:
-    from azure.storage.queue import QueueClient
-
-    from telephony.commands import CommandRules
-    from telephony.deliveries import DeliveryRecord
+    from telephony.adapters.signature import SignatureValidator
+    from telephony.adapters.twilio_rest import Credentials
     from telephony.flows import FlowBook
-    from telephony.optouts import OptOutStore
-    from telephony.outbound import OutboundService
-    from telephony.sms import SmsResponder
-    from telephony.sms_rules import SmsRules
-    from telephony.twilio_gateway import Credentials, TwilioGateway
+    from telephony.flows.voice import FlowCalls
+    from telephony.outbound.calls import CallPlacer
+    from telephony.outbound.commands import CommandRules
+    from telephony.outbound.records import DeliveryRecord, DeliveryStore
+    from telephony.outbound.sender import Sender, SenderDefaults
+    from telephony.outbound.service import OutboundService
+    from telephony.sms.optouts import OptOutStore
+    from telephony.sms.routing import SmsResponder
+    from telephony.sms.rules import SmsRules
+
+Clock = Callable[[], datetime]
+Enqueue = Callable[[str], object]
+T = TypeVar("T")
 
 
-@dataclass
+class part(Generic[T]):  # lower case: a decorator, like cached_property
+    """A cached property built once per container, under the container's lock.
+
+    functools.cached_property without its lock (Python 3.12 dropped it): the worker's
+    threads may all ask for a part at once, and two Twilio clients would mean two pools.
+    """
+
+    def __init__(self, build: Callable[[Any], T]) -> None:
+        self._build = build
+        self._name = build.__name__
+        self.__doc__ = build.__doc__
+
+    @overload
+    def __get__(self, container: None, owner: type) -> part[T]: ...
+    @overload
+    def __get__(self, container: Container, owner: type | None = None) -> T: ...
+    def __get__(self, container: Container | None, owner: type | None = None) -> T | part[T]:
+        if container is None:
+            return self
+        found = container.__dict__.get(self._name, _MISSING)
+        if found is _MISSING:
+            with container.lock:
+                found = container.__dict__.get(self._name, _MISSING)
+                if found is _MISSING:
+                    found = container.__dict__[self._name] = self._build(container)
+        return found  # type: ignore[no-any-return]
+
+
+_MISSING = object()
+
+
 class Container:
-    """Everything the handlers use, built from one environment."""
+    """Everything the handlers use, built from one environment.
 
-    settings: Settings
-    secrets: SecretStore
-    env: Mapping[str, str] = field(default_factory=dict)
-    _gateway: TwilioGateway | None = field(init=False, default=None)
-    _outbound: OutboundService | None = field(init=False, default=None)
-    _queue: QueueClient | None = field(init=False, default=None)
-    _flows: FlowBook | str | None = field(init=False, default=None)  # str: why it failed
-    _optouts: OptOutStore | None = field(init=False, default=None)
-    _sms_rules: SmsRules | str | None = field(init=False, default=None)
-    _sms_rules_loaded: bool = field(init=False, default=False)
-    _sms_responder: SmsResponder | None = field(init=False, default=None)
+    A part given to the constructor is stored under the name of the property that would
+    otherwise build it, so the property never runs for it.
+    """
 
-    @property
-    def gateway(self) -> TwilioGateway:
-        """The Twilio gateway (built on first use: the webhooks never need it)."""
-        if self._gateway is None:
-            from telephony.twilio_gateway import TwilioGateway
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: SecretStore,
+        env: Mapping[str, str] | None = None,
+        *,
+        sender: Sender | None = None,
+        deliveries: DeliveryStore | None = None,
+        optouts: OptOutStore | None = None,
+        enqueue: Enqueue | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        self.lock = threading.RLock()  # parts build parts: re-entered on one thread
+        self.env: Mapping[str, str] = env if env is not None else {}
+        given = {
+            "sender": sender,
+            "deliveries": deliveries,
+            "optouts": optouts,
+            "enqueue": enqueue,
+            "clock": clock,
+        }
+        self.__dict__.update({name: part for name, part in given.items() if part is not None})
 
-            self._gateway = TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
-        return self._gateway
+    # Adapters
 
-    def outbound_service(self) -> OutboundService:
-        """The queued-send service, with its Table Storage records (built on first use)."""
-        if self._outbound is None:
-            from telephony.outbound import OutboundService, SenderDefaults
-            from telephony.storage import table_service
-            from telephony.table_store import TableDeliveryStore
+    @part
+    def sender(self) -> Sender:
+        """Twilio's REST API (the webhooks never need it, so it is built on first send)."""
+        from telephony.adapters.twilio_rest import TwilioGateway
 
-            settings = self.settings
-            store = TableDeliveryStore(table_service(self.env), settings.deliveries_table_name)
-            defaults = SenderDefaults(
-                settings.phone_number, settings.messaging_service_sid, settings.public_base_url
-            )
-            self._outbound = OutboundService(
-                store, self.gateway, self.command_rules(), defaults, optouts=self.optout_store()
-            )
-        return self._outbound
+        return TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
 
-    def optout_store(self) -> OptOutStore:
-        """Numbers that opted out, in Table Storage (built on first use)."""
-        if self._optouts is None:
-            from telephony.optouts import TableOptOutStore
-            from telephony.storage import table_service
+    @part
+    def deliveries(self) -> DeliveryStore:
+        """Delivery records in Table Storage."""
+        from telephony.adapters.storage import table_service
+        from telephony.adapters.tables import TableDeliveryStore
 
-            table = self.settings.optouts_table_name
-            self._optouts = TableOptOutStore(table_service(self.env), table)
-        return self._optouts
+        return TableDeliveryStore(table_service(self.env), self.settings.deliveries_table_name)
 
-    def sms_rules(self) -> SmsRules | None:
-        """The SMS_RULES_FILE document, loaded once; None when the setting is unset.
+    @part
+    def optouts(self) -> OptOutStore:
+        """Numbers that opted out, in Table Storage."""
+        from telephony.adapters.storage import table_service
+        from telephony.adapters.tables import TableOptOutStore
 
-        A missing or invalid file raises SettingsError naming the setting, the file and
-        every problem (rule and reason), on every call: the file ships with the app, so it
-        cannot get better without a restart.
-        """
-        if not self._sms_rules_loaded:
-            self._sms_rules = self._load_sms_rules()
-            self._sms_rules_loaded = True
-        if isinstance(self._sms_rules, str):
-            # A new error each time: re-raising one object would grow its traceback.
-            raise SettingsError(self._sms_rules)
-        return self._sms_rules
+        return TableOptOutStore(table_service(self.env), self.settings.optouts_table_name)
 
-    def _load_sms_rules(self) -> SmsRules | str | None:
-        """The rules, None when unset, or what is wrong with them."""
-        name = self.settings.sms_rules_file
-        if name is None:
-            return None
-        from telephony.documents import app_file
-        from telephony.sms_rules import SmsRulesError, load_rules
+    @part
+    def enqueue(self) -> Enqueue:
+        """Puts one message on the outbound queue (POST /api/messages, forwards, flow SMS)."""
+        from telephony.adapters.storage import queue_client, queue_sender
 
-        try:
-            return load_rules(app_file(name))
-        except SmsRulesError as exc:
-            return f"SMS_RULES_FILE {exc}"
+        return queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
 
+    @part
+    def clock(self) -> Clock:
+        return lambda: datetime.now(UTC)
+
+    # Services
+
+    @part
+    def outbound(self) -> OutboundService:
+        """Queued sends: submit, perform, record, query."""
+        from telephony.outbound.service import OutboundService
+
+        return OutboundService(
+            self.deliveries, self.sender, self.command_rules, self.sender_defaults,
+            self.optouts, self._enqueue_lazily, self.clock,
+        )  # fmt: skip
+
+    @part
+    def calls(self) -> CallPlacer:
+        """Calls placed now (make_call)."""
+        from telephony.outbound.calls import CallPlacer
+
+        return CallPlacer(
+            self.sender, self.command_rules, self.sender_defaults, self.optouts, self.clock
+        )
+
+    @part
     def sms_responder(self) -> SmsResponder:
         """Carries out inbound SMS decisions: opt-outs, and forwards through the queue."""
-        if self._sms_responder is None:
-            from telephony.sms import SmsResponder
+        from telephony.sms.routing import SmsResponder
 
-            self._sms_responder = SmsResponder(self.optout_store, self.submit_command)
-        return self._sms_responder
+        return SmsResponder(lambda: self.optouts, self.submit_command, self.clock)
 
-    def submit_command(self, document: object) -> tuple[DeliveryRecord, bool]:
-        """Validate and enqueue an outbound command (see OutboundService.submit).
+    @part
+    def flow_calls(self) -> FlowCalls:
+        """Answers voice webhooks of calls in a flow; their SMS go through the queue."""
+        from telephony.flows.voice import FlowCalls
 
-        The queue's failures become StorageUnavailableError, like the table's.
-        """
-        from telephony.storage import storage_errors
+        return FlowCalls(self.flow_book, self.submit_command)
 
-        queue = self.command_queue()
-
-        def put(text: str) -> None:
-            with storage_errors("enqueue an outbound command"):
-                queue.send_message(text)
-
-        return self.outbound_service().submit(document, put)
-
+    @part
     def command_rules(self) -> CommandRules:
-        from telephony.commands import CommandRules
+        from telephony.outbound.commands import CommandRules
 
         settings = self.settings
         return CommandRules(
             settings.allowed_countries, settings.messaging_service_sid, self.has_flow
         )
+
+    @part
+    def sender_defaults(self) -> SenderDefaults:
+        from telephony.outbound.sender import SenderDefaults
+
+        settings = self.settings
+        return SenderDefaults(
+            settings.phone_number, settings.messaging_service_sid, settings.public_base_url
+        )
+
+    def submit_command(self, document: object) -> tuple[DeliveryRecord, bool]:
+        """Validate and enqueue an outbound command (OutboundService.submit)."""
+        return self.outbound.submit(document)
+
+    def _enqueue_lazily(self, text: str) -> object:
+        # The queue client is built on the first submit, not when the worker starts.
+        return self.enqueue(text)
+
+    # Documents shipped with the app: loaded once; a broken one raises on every use.
 
     def flow_book(self) -> FlowBook:
         """The CALL_FLOWS_FILE document, loaded and checked on first use.
@@ -147,42 +205,50 @@ class Container:
         problem (flow, step, reason), on every call: it ships with the app, so only a new
         deployment can mend it.
         """
-        if self._flows is None:
-            self._flows = self._load_flows()
-        if isinstance(self._flows, str):
-            # A new error each time: re-raising one object would grow its traceback.
-            raise SettingsError(self._flows)
-        return self._flows
+        return _usable(self._flows)
 
     def has_flow(self, flow_id: str) -> bool:
         """True when the call flow document defines `flow_id` (loads it on first use)."""
         return flow_id in self.flow_book()
 
-    def _load_flows(self) -> FlowBook | str:
+    def sms_rules(self) -> SmsRules | None:
+        """The SMS_RULES_FILE document, loaded once; None when the setting is unset."""
+        return _usable(self._sms_rules)
+
+    @part
+    def _flows(self) -> FlowBook | str:
         """The book, or what is wrong with it."""
-        from telephony.documents import app_file
-        from telephony.flows import FlowDocumentError, load_flow_book
+        from telephony.config.documents import app_file
+        from telephony.flows import load_flow_book
 
         try:
             book = load_flow_book(app_file(self.settings.call_flows_file))
-        except FlowDocumentError as exc:
+        except DocumentError as exc:
             return f"CALL_FLOWS_FILE {exc}"
         voice_flow = self.settings.voice_flow
         if voice_flow is not None and voice_flow not in book:
             return f"VOICE_FLOW names flow {voice_flow!r}, not in {book.source}"
         return book
 
-    def command_queue(self) -> QueueClient:
-        """The outbound queue, for producers inside the app (POST /api/messages)."""
-        if self._queue is None:
-            from telephony.storage import queue_client
+    @part
+    def _sms_rules(self) -> SmsRules | str | None:
+        """The rules, None when unset, or what is wrong with them."""
+        name = self.settings.sms_rules_file
+        if name is None:
+            return None
+        from telephony.config.documents import app_file
+        from telephony.sms.rules import load_rules
 
-            self._queue = queue_client(self.env, self.settings.outbound_queue_name)
-        return self._queue
+        try:
+            return load_rules(app_file(name))
+        except DocumentError as exc:
+            return f"SMS_RULES_FILE {exc}"
+
+    # Secrets: read on every use, so that a rotation is picked up.
 
     def credentials(self) -> Credentials:
         """REST credentials; an API key wins over the auth token when both are set."""
-        from telephony.twilio_gateway import Credentials
+        from telephony.adapters.twilio_rest import Credentials
 
         account_sid = self.settings.account_sid
         if not account_sid:
@@ -194,21 +260,30 @@ class Container:
 
     def signature_validator(self) -> SignatureValidator:
         """A validator for the current auth token and, during a rotation, the previous one."""
+        from telephony.adapters.signature import SignatureValidator
+
         primary = self.secrets.require("TWILIO_AUTH_TOKEN")
         secondary = self.secrets.get("TWILIO_AUTH_TOKEN_SECONDARY")
         return SignatureValidator([primary] + ([secondary] if secondary else []))
 
 
-def build_container(env: Mapping[str, str]) -> Container:
-    """A container for `env` (os.environ in the app)."""
+def _usable(loaded: T | str) -> T:
+    if isinstance(loaded, str):
+        # A new error each time: re-raising one object would grow its traceback.
+        raise SettingsError(loaded)
+    return loaded
+
+
+def build_container(env: Mapping[str, str], **parts: object) -> Container:
+    """A container for `env` (os.environ in the app); `parts` as Container takes them."""
     settings = Settings.from_env(env)
-    fetcher = (
-        KeyVaultSecretFetcher(settings.key_vault_uri, env.get("AZURE_CLIENT_ID") or None)
-        if settings.key_vault_uri
-        else None
-    )
+    fetcher = None
+    if settings.key_vault_uri:
+        from telephony.adapters.keyvault import KeyVaultSecretFetcher
+
+        fetcher = KeyVaultSecretFetcher(settings.key_vault_uri, env.get("AZURE_CLIENT_ID") or None)
     secrets = SecretStore(env, fetcher, max_age=settings.secret_cache_seconds)
-    return Container(settings, secrets, env)
+    return Container(settings, secrets, env, **parts)  # type: ignore[arg-type]
 
 
 _container: Container | None = None

@@ -14,6 +14,7 @@ import azure.functions as func
 from twilio.request_validator import RequestValidator
 
 import function_app
+from telephony.adapters.twilio_rest import Credentials, TwilioGateway
 
 TEST_ACCOUNT_SID = "AC" + "a" * 32
 TEST_AUTH_TOKEN = "test-auth-token-0123456789abcdef"
@@ -90,3 +91,9 @@ def _multi(pairs: Sequence[tuple[str, str]]) -> _Multi:
 
 def body_json(resp: func.HttpResponse) -> dict[str, object]:
     return json.loads(resp.get_body())  # type: ignore[no-any-return]
+
+
+def impatient_gateway(api_base_url: str, read_timeout: float = 0.3) -> TwilioGateway:
+    """The real Twilio adapter with a short read timeout, for answers that never come."""
+    credentials = Credentials(TEST_ACCOUNT_SID, TEST_ACCOUNT_SID, TEST_AUTH_TOKEN)
+    return TwilioGateway(lambda: credentials, api_base_url, read_timeout=read_timeout)

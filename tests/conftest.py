@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
 
 import pytest
 
@@ -16,6 +17,30 @@ pytest_plugins = (
     "tests.peers.keyvault_fixtures",
     "tests.peers.azurite_fixtures",
 )
+
+TESTS_ROOT = Path(__file__).resolve().parent
+# Every test gets the marker of the directory it lives in, so that `-m unit` or `-m peers`
+# selects by where a test is, and nobody has to remember to mark. Markers are declared in
+# pyproject.toml; tests/unit/test_test_layout.py checks that no test lives elsewhere and
+# that nothing in tests/unit reaches for a peer.
+MARKER_BY_DIRECTORY = {
+    "unit": "unit",
+    "functional": "functional",
+    "integration": "peers",
+    "infra": "infra",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        try:
+            directory = item.path.resolve().relative_to(TESTS_ROOT).parts[0]
+        except ValueError:  # a test outside tests/, named on the command line
+            continue
+        marker = MARKER_BY_DIRECTORY.get(directory)
+        if marker is not None:
+            item.add_marker(marker)
+
 
 BASE_ENV = {
     "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
@@ -35,12 +60,14 @@ def app_env() -> Iterator[AppFactory]:
     store on Azurite.
     """
 
-    def install(**overrides: str) -> Container:
+    def install(parts: Mapping[str, object] | None = None, **overrides: str) -> Container:
+        """`parts`: what the container is given instead of building it (fakes)."""
         env = {**BASE_ENV, **overrides}
         env = {k: v for k, v in env.items() if v != ""}
-        container = build_container(env)
+        given = dict(parts or {})
         if "AzureWebJobsStorage" not in env:
-            container._optouts = MemoryOptOutStore()
+            given.setdefault("optouts", MemoryOptOutStore())
+        container = build_container(env, **given)
         set_container(container)
         return container
 

@@ -8,9 +8,10 @@ import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
-from telephony.optouts import OptOut
-from telephony.twilio_gateway import CreatedResource, OutboundCall, OutboundSms
+from telephony.adapters.twilio_rest import CreatedResource, OutboundCall, OutboundSms
+from telephony.errors import RecordChangedError, RecordExistsError
+from telephony.outbound.records import DeliveryRecord
+from telephony.sms.optouts import OptOut
 
 
 class MemoryStore:

@@ -1,6 +1,6 @@
 // The Function App on a Flex Consumption plan (FC1), running as the user-assigned identity.
 // Its app settings are declared once, below; tests/infra checks them against the code's
-// settings (telephony/settings.py), so a setting is added there first.
+// settings (telephony/config/settings.py), so a setting is added there first.
 
 param name string
 param planName string

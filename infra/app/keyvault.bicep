@@ -42,7 +42,7 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
   }
 }
 
-// Secret names are the contract with the code (telephony/settings.py, secret_name).
+// Secret names are the contract with the code (telephony/config/settings.py, secret_name).
 resource authToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   parent: vault
   name: 'twilio-auth-token'

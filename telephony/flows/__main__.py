@@ -14,10 +14,10 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 
-from telephony.documents import app_file
+from telephony.config.documents import app_file
+from telephony.config.settings import SETTINGS_BY_NAME
+from telephony.errors import FlowDocumentError
 from telephony.flows.document import load_flow_book
-from telephony.flows.errors import FlowDocumentError
-from telephony.settings import SETTINGS_BY_NAME
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 
-from telephony.flows.errors import FlowProblem
 from telephony.flows.model import CHAINED, WITHOUT_NEXT, Flow, Gather, Redirect, Step
+from telephony.flows.problems import FlowProblem
 
 # The most steps one response may chain; longer chains are refused when loaded, and the
 # renderer stops there too (for books built in code).
@@ -19,21 +19,26 @@ MAX_CHAINED_STEPS = 50
 Node = tuple[str, str]  # (flow id, step id)
 
 
+# The steps of one flow left out of it for schema problems, by id, each with the ids of the
+# steps it may lead to.
+Refused = Mapping[str, Collection[str]]
+
+
 def check_flows(
     flows: Mapping[str, Flow],
     flow_ids: Collection[str],
-    broken: Mapping[str, Collection[str]] | None = None,
+    refused: Mapping[str, Refused] | None = None,
 ) -> list[FlowProblem]:
     """Problems of `flows`.
 
-    `flow_ids` is every flow id of the document (for redirects); `broken` names, by flow,
-    the steps left out of `flows` for schema problems: they exist, but where they lead is
-    unknown, so reachability is not judged in their flows.
+    `flow_ids` is every flow id of the document (for redirects); `refused` names, by flow,
+    the steps left out of `flows` for schema problems: they exist, so they are targets and
+    nodes of the reachability graph, leading to the steps given for each.
     """
-    broken = broken or {}
+    refused = refused or {}
     problems: list[FlowProblem] = []
     for flow in flows.values():
-        problems += _check_flow(flow, flow_ids, frozenset(broken.get(flow.id, ())))
+        problems += _check_flow(flow, flow_ids, refused.get(flow.id, {}))
     problems += _loops(flows)
     problems += _long_chains(flows)
     return problems
@@ -44,16 +49,15 @@ def verb_name(step: Step) -> str:
     return type(step.verb).__name__.lower()
 
 
-def _check_flow(flow: Flow, flow_ids: Collection[str], broken: frozenset[str]) -> list[FlowProblem]:
+def _check_flow(flow: Flow, flow_ids: Collection[str], refused: Refused) -> list[FlowProblem]:
     problems = []
-    step_ids = flow.steps.keys() | broken
+    step_ids = flow.steps.keys() | refused.keys()
     if flow.start not in step_ids:
         problems.append(FlowProblem(flow.id, None, f"the start step {flow.start!r} does not exist"))
     for step in flow.steps.values():
         reasons = _step(step, step_ids, flow_ids)
         problems += [FlowProblem(flow.id, step.id, reason) for reason in reasons]
-    if not broken:
-        problems += _unreachable(flow)
+    problems += _unreachable(flow, refused)
     return problems
 
 
@@ -70,21 +74,29 @@ def _step(step: Step, step_ids: Collection[str], flow_ids: Collection[str]) -> I
         yield f"redirect goes to flow {verb.flow!r}, which does not exist"
 
 
-def _unreachable(flow: Flow) -> list[FlowProblem]:
-    if flow.start not in flow.steps:
+def _unreachable(flow: Flow, refused: Refused) -> list[FlowProblem]:
+    step_ids = flow.steps.keys() | refused.keys()
+    if flow.start not in step_ids:
         return []  # already reported; every step would be listed as unreachable
     seen = {flow.start}
     todo = [flow.start]
     while todo:
-        for _, target in flow.steps[todo.pop()].targets():
-            if target in flow.steps and target not in seen:
+        for target in _leads_to(flow, refused, todo.pop()):
+            if target in step_ids and target not in seen:
                 seen.add(target)
                 todo.append(target)
     return [
         FlowProblem(flow.id, step_id, f"unreachable from the start step {flow.start!r}")
-        for step_id in flow.steps
+        for step_id in [*flow.steps, *refused]
         if step_id not in seen
     ]
+
+
+def _leads_to(flow: Flow, refused: Refused, step_id: str) -> Collection[str]:
+    """Its targets; for a refused step, the steps it names (a superset: see _refused in
+    document.py), so that no step is called unreachable that the fixed step would reach."""
+    step = flow.steps.get(step_id)
+    return [target for _, target in step.targets()] if step is not None else refused[step_id]
 
 
 def _successor(flows: Mapping[str, Flow], node: Node, redirects: bool) -> Node | None:

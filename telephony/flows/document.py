@@ -8,15 +8,14 @@ the greeting and SMS paths never need.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Collection, Mapping
-from functools import cache
+from collections.abc import Callable, Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from telephony.documents import DocumentReadError, read_document
+from telephony import schemas
+from telephony.config.documents import read_document
+from telephony.errors import DocumentReadError, FlowDocumentError
 from telephony.flows.checks import check_flows
-from telephony.flows.errors import FlowDocumentError, FlowProblem
 from telephony.flows.model import (
     Dial,
     Flow,
@@ -34,8 +33,8 @@ from telephony.flows.model import (
     Step,
     Verb,
 )
+from telephony.flows.problems import FlowProblem
 
-SCHEMA_FILE = "call-flows.v1.json"
 VERBS = ("say", "play", "pause", "gather", "dial", "record", "redirect", "reject", "hangup", "sms")
 
 
@@ -58,16 +57,10 @@ def parse_flow_document(document: object, source: str = "<document>") -> FlowBoo
     # What breaks the schema is not built, and the later checks work around it, so that
     # one pass reports as much as it can.
     broken_flows = {problem.flow for problem in problems if problem.step is None}
-    broken_steps: dict[str, set[str]] = {flow_id: set() for flow_id in raw_flows}
-    for problem in problems:
-        if problem.flow in broken_steps and problem.step is not None:
-            broken_steps[problem.flow].add(problem.step)
-    flows = {
-        flow_id: _flow(flow_id, raw, broken_steps[flow_id])
-        for flow_id, raw in raw_flows.items()
-        if flow_id not in broken_flows
-    }
-    problems += check_flows(flows, frozenset(raw_flows), broken_steps)
+    built = {flow_id: raw for flow_id, raw in raw_flows.items() if flow_id not in broken_flows}
+    refused = {flow_id: _refused(flow_id, raw["steps"], problems) for flow_id, raw in built.items()}
+    flows = {flow_id: _flow(flow_id, raw, refused[flow_id]) for flow_id, raw in built.items()}
+    problems += check_flows(flows, frozenset(raw_flows), refused)
     if problems:
         raise FlowDocumentError(source, _in_document_order(problems, raw_flows))
     return FlowBook(flows, source)
@@ -75,13 +68,44 @@ def parse_flow_document(document: object, source: str = "<document>") -> FlowBoo
 
 def flows_schema() -> dict[str, Any]:
     """The published JSON Schema of the document (the one definition of the format)."""
-    return _schema()
+    return schemas.load(schemas.CALL_FLOWS)
 
 
 def schema_problems(document: object) -> list[FlowProblem]:
     """Every schema violation of `document`, located by flow and step."""
-    found = (_problem(error) for error in _validator().iter_errors(document))
+    found = (_problem(e) for e in schemas.validator(schemas.CALL_FLOWS).iter_errors(document))
     return [problem for problem in found if problem is not None]
+
+
+def _refused(
+    flow_id: str, steps: Mapping[str, Any], problems: list[FlowProblem]
+) -> dict[str, frozenset[str]]:
+    """The steps of a flow that break the schema, each with the steps it may lead to.
+
+    Where such a step leads cannot be read for sure (an unknown verb, a misspelt field), so
+    every step id it holds, as a key or a value, counts as a target: the reachability
+    check may then miss an unreachable step, but never reports one that the corrected
+    step would reach.
+    """
+    named = {problem.step for problem in problems if problem.flow == flow_id}
+    return {
+        step_id: frozenset(_texts(raw)) & steps.keys()
+        for step_id, raw in steps.items()
+        if step_id in named
+    }
+
+
+def _texts(value: object) -> Iterator[str]:
+    """Every string in a parsed value: itself, or the keys and values it holds."""
+    if isinstance(value, str):
+        yield value
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            yield str(key)
+            yield from _texts(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from _texts(item)
 
 
 def _single(source: str, reason: str) -> FlowDocumentError:
@@ -106,16 +130,6 @@ def _in_document_order(problems: list[FlowProblem], flows: dict[str, Any]) -> li
 
 # --- schema violations, translated into flow / step / reason ---------------------------
 
-_RULES = {
-    "maxLength": "is longer than {} characters",
-    "minLength": "is too short (at least {} characters)",
-    "minItems": "needs at least {} item",
-    "minimum": "must be at least {}",
-    "maximum": "must be at most {}",
-    "const": "must be {}",
-    "uniqueItems": "has repeated items",
-}
-
 
 def _problem(error: Any) -> FlowProblem | None:
     if error.validator == "anyOf":
@@ -138,19 +152,19 @@ def _problem(error: Any) -> FlowProblem | None:
     return FlowProblem(flow, step, reason) if reason is not None else None
 
 
-def _locate(path: list[Any]) -> tuple[str | None, str | None, list[str]]:
-    """Split a path into (flow, step, the rest): flows.F.steps.S.rest."""
+def _locate(path: list[Any]) -> tuple[str | None, str | None, list[Any]]:
+    """Split a path into (flow, step, the rest): flows.F.steps.S.rest (indexes stay ints)."""
     if path[:1] != ["flows"] or len(path) < 2:
-        return None, None, [str(part) for part in path]
+        return None, None, path
     flow = str(path[1])
     if path[2:3] == ["steps"] and len(path) >= 4:
-        return flow, str(path[3]), [str(part) for part in path[4:]]
-    return flow, None, [str(part) for part in path[2:]]
+        return flow, str(path[3]), path[4:]
+    return flow, None, path[2:]
 
 
-def _bad_name(flow: str | None, step: str | None, rest: list[str], error: Any) -> FlowProblem:
+def _bad_name(flow: str | None, step: str | None, rest: list[Any], error: Any) -> FlowProblem:
     name = str(error.instance)
-    meaning = error.schema.get("description") or _rule(error) or "is invalid"
+    meaning = error.schema.get("description") or "is invalid"
     if flow is None and rest == ["flows"]:
         return FlowProblem(name, None, f"the flow id must be {meaning}")
     if step is None and rest == ["steps"]:
@@ -158,46 +172,26 @@ def _bad_name(flow: str | None, step: str | None, rest: list[str], error: Any) -
     return FlowProblem(flow, step, f"{_where(rest)} has a key {name!r} that {meaning}")
 
 
-def _reason(error: Any, rest: list[str], in_step: bool) -> str | None:
-    where = _where(rest)
-    described = error.schema.get("description") if isinstance(error.schema, dict) else None
+def _reason(error: Any, rest: list[Any], in_step: bool) -> str | None:
+    """The flow document's own wording first (verbs, steps, flows), then the shared one."""
     match error.validator:
-        case "additionalProperties":
-            return _unknown_fields(error, rest, in_step)
-        case "required":
-            missing = [name for name in error.validator_value if name not in error.instance]
-            return f"{_join(rest, missing[0])} is required"
+        case "additionalProperties" if in_step and not rest:
+            return _unknown_verb(error)
         case "oneOf":
             return _one_of(error, rest, in_step)
         case "minProperties" if rest == ["steps"]:
             return "the flow has no steps"
         case "minProperties" if rest == ["flows"]:
             return "the document has no flows"
-        case "pattern" | "anyOf" if described:
-            return f"{where} must be {described}"
-        case "type":
-            return f"{where} must be of type {_either(error.validator_value)}"
-        case "enum":
-            return f"{where} must be one of {', '.join(map(str, error.validator_value))}"
-    rule = _rule(error)
-    return f"{where} {rule}" if rule else f"{where} is invalid"
+    return schemas.describe(error, schemas.label(rest), yaml=True, document="the value")
 
 
-def _rule(error: Any) -> str | None:
-    if error.validator == "minLength" and error.validator_value == 1:
-        return "must not be empty"
-    rule = _RULES.get(error.validator)
-    return rule.format(error.validator_value) if rule else None
-
-
-def _unknown_fields(error: Any, rest: list[str], in_step: bool) -> str:
+def _unknown_verb(error: Any) -> str:
     extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-    if in_step and not rest:
-        return f"unknown verb {extra[0]!r} (verbs: {', '.join(VERBS)})"
-    return f"{_where(rest)} has an unknown field {extra[0]!r}"
+    return f"unknown verb {extra[0]!r} (verbs: {', '.join(VERBS)})"
 
 
-def _one_of(error: Any, rest: list[str], in_step: bool) -> str | None:
+def _one_of(error: Any, rest: list[Any], in_step: bool) -> str | None:
     options = [branch["required"][0] for branch in error.validator_value]
     given = list(error.instance) if isinstance(error.instance, dict) else []
     found = [name for name in options if name in given]
@@ -210,31 +204,8 @@ def _one_of(error: Any, rest: list[str], in_step: bool) -> str | None:
     return f"{what} needs one of {listed}"
 
 
-def _where(rest: list[str]) -> str:
-    return ".".join(rest) if rest else "the value"
-
-
-def _join(rest: list[str], name: str) -> str:
-    return ".".join([*rest, name])
-
-
-def _either(types: object) -> str:
-    return " or ".join(types) if isinstance(types, list) else str(types)
-
-
-@cache
-def _schema() -> dict[str, Any]:
-    from importlib import resources
-
-    text = resources.files("telephony.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
-
-
-@cache
-def _validator() -> Any:
-    from jsonschema import Draft202012Validator
-
-    return Draft202012Validator(_schema())
+def _where(rest: list[Any]) -> str:
+    return schemas.label(rest) or "the value"
 
 
 # --- building the model from a document that passed the schema -------------------------

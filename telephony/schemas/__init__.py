@@ -1,0 +1,112 @@
+"""The published JSON Schemas (the contracts) and the one translation of their errors.
+
+Every schema follows two conventions, so that one translator serves them all:
+- a `description` beside a `pattern` (or on an alternative) completes the sentence
+  "X must be ...", and is quoted in error messages;
+- patterns end in `(?![\\s\\S])`, not `$`: in Python's `re`, `$` also matches before a
+  final newline, and JSON Schema means the end of the text.
+
+jsonschema is imported on first use: it costs cold-start time the webhooks never need.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+COMMAND = "outbound-command.v1.json"
+CALL_FLOWS = "call-flows.v1.json"
+SMS_RULES = "sms-rules.v1.json"
+
+# YAML reads yes, no, on, off and bare +numbers as non-strings: a string that arrived as one.
+YAML_HINT = " (quote it: YAML reads yes, no, on, off and bare +numbers as non-strings)"
+
+# Messages describe the rule, never the value: values can be phone numbers or message text.
+_RULES = {
+    "maxLength": "is longer than {} characters",
+    "minLength": "is shorter than {} characters",
+    "maxItems": "has more than {} items",
+    "minItems": "needs at least {} item",
+    "minimum": "must be at least {}",
+    "maximum": "must be at most {}",
+    "const": "must be {}",
+    "uniqueItems": "has repeated items",
+    "minProperties": "needs at least {} entry",
+}
+
+
+@cache
+def load(name: str) -> dict[str, Any]:
+    """The schema `name` (one of the file names above), parsed once."""
+    text = resources.files(__name__).joinpath(name).read_text("utf-8")
+    return json.loads(text)  # type: ignore[no-any-return]
+
+
+@cache
+def validator(name: str, definition: str | None = None) -> Any:
+    """A Draft 2020-12 validator of schema `name`, or of one of its `$defs`."""
+    from jsonschema import Draft202012Validator
+
+    schema = load(name)
+    if definition is not None:
+        schema = {"$ref": f"#/$defs/{definition}", "$defs": schema["$defs"]}
+    return Draft202012Validator(schema)
+
+
+def label(path: Sequence[object]) -> str:
+    """A path as a reader writes it: rules[0].forward[1], say.text."""
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def field_of(error: Any) -> str | None:
+    """The top-level field an error is about: where it is, or the field it names."""
+    if error.path:
+        return str(error.path[0])
+    named = _named_field(error)
+    return named[0] if named else None
+
+
+def describe(error: Any, where: str, yaml: bool = False, document: str = "the document") -> str:
+    """What `error` says of the value at `where` (a label; "" for the `document` itself).
+
+    `yaml`: the document was read from YAML, where unquoted words become other types.
+    """
+    subject = where or document
+    kind, value = error.validator, error.validator_value
+    if kind == "additionalProperties":
+        extra = ", ".join(_named_field(error))
+        return f"{where} has an unknown field {extra}" if where else f"unknown field {extra}"
+    if kind == "required":
+        missing = _named_field(error)[0]
+        return f"{where}.{missing} is required" if where else f"{missing} is required"
+    if kind == "type":
+        hint = YAML_HINT if yaml and isinstance(error.instance, bool | int | float) else ""
+        return f"{subject} must be of type {_either(value)}{hint}"
+    if kind == "enum":
+        return f"{subject} must be one of {', '.join(map(str, value))}"
+    if kind == "minLength" and value == 1:
+        return f"{subject} must not be empty"
+    meaning = error.schema.get("description") if isinstance(error.schema, dict) else None
+    if kind in ("pattern", "anyOf", "oneOf") and meaning:
+        return f"{subject} must be {meaning}"
+    rule = _RULES.get(kind)
+    return f"{subject} {rule.format(value)}" if rule else f"{subject} is invalid"
+
+
+def _named_field(error: Any) -> list[str]:
+    """The fields an additionalProperties or required error names (sorted)."""
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        return sorted(set(error.instance) - set(error.schema.get("properties", {})))
+    if error.validator == "required" and isinstance(error.instance, dict):
+        return [name for name in error.validator_value if name not in error.instance][:1]
+    return []
+
+
+def _either(types: object) -> str:
+    return " or ".join(types) if isinstance(types, list) else str(types)

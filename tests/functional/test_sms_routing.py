@@ -7,6 +7,7 @@ follow the rules: keywords first, then the first matching rule, then the default
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from xml.etree import ElementTree
@@ -14,10 +15,10 @@ from xml.etree import ElementTree
 import azure.functions as func
 import pytest
 
-from telephony.sms import DEFAULT_HELP_REPLY, SmsResponder
+from telephony.sms.routing import DEFAULT_HELP_REPLY
 from tests.app_client import signed_post
 from tests.conftest import AppFactory
-from tests.fakes import MemoryOptOutStore
+from tests.fakes import MemoryOptOutStore, MemoryStore
 
 CUSTOMER = "+15558675310"
 DESK = "+15551230001"
@@ -28,10 +29,14 @@ class SmsApp:
     """The app with a rules file, an in-memory opt-out store and a list of forwards."""
 
     def __init__(self, app_env: AppFactory, rules_file: str | None) -> None:
-        container = app_env(SMS_RULES_FILE=rules_file or "")
         self.optouts = MemoryOptOutStore()
         self.forwards: list[dict[str, object]] = []
-        container._sms_responder = SmsResponder(lambda: self.optouts, self.forwards.append)
+        # Forwards take the real submit path, onto an in-memory queue.
+        parts = {"optouts": self.optouts, "deliveries": MemoryStore(), "enqueue": self._enqueue}
+        app_env(parts, SMS_RULES_FILE=rules_file or "")
+
+    def _enqueue(self, text: str) -> None:
+        self.forwards.append(json.loads(text))
 
     def text(self, body: str, sid: str = SID) -> func.HttpResponse:
         params = {"MessageSid": sid, "From": CUSTOMER, "To": "+15017122661", "Body": body}

@@ -1,18 +1,18 @@
 """The app settings in Bicep are exactly the settings the code reads, plus platform ones.
 
-The rule, against telephony.settings.SETTINGS:
+The rule, against telephony.config.settings.SETTINGS:
 - a non-secret setting that is not local_only is an app setting (its value may be empty,
   which the code reads as "use the default");
 - a secret is never an app setting: it is a Key Vault secret named by its secret_name, read
   by the code through the Key Vault SDK;
 - a local_only setting is never deployed;
 - anything else in the app settings must be on PLATFORM_SETTINGS, read by the Functions
-  host or an Azure SDK rather than by telephony.settings.
+  host or an Azure SDK rather than by telephony.config.settings.
 """
 
 from __future__ import annotations
 
-from telephony.settings import SETTINGS, SETTINGS_BY_NAME
+from telephony.config.settings import SETTINGS, SETTINGS_BY_NAME
 from tests.infra.bicep_templates import all_templates, app_settings, template
 
 PLATFORM_SETTINGS = frozenset(
@@ -39,7 +39,7 @@ def test_app_settings_are_the_code_settings_plus_platform_settings() -> None:
 
     missing, unexpected = sorted(expected - actual), sorted(actual - expected)
     assert not missing and not unexpected, (
-        f"app settings drifted from telephony/settings.py: missing {missing}, "
+        f"app settings drifted from telephony/config/settings.py: missing {missing}, "
         f"not read by the code {unexpected}"
     )
 

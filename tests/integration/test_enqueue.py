@@ -9,8 +9,8 @@ import pytest
 from azure.storage.queue import QueueClient
 
 from localpeers.azurite import Azurite
-from telephony.enqueue import enqueue, main
 from telephony.errors import CommandRejectedError
+from telephony.outbound.enqueue import enqueue, main
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import base64
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import azure.functions as func
@@ -23,9 +23,16 @@ from azure.storage.queue import QueueClient
 from localpeers.azurite import Azurite
 from localpeers.twilio_mock import TwilioMock
 from telephony.container import Container
-from telephony.deliveries import CLAIMED, DeliveryRecord
-from telephony.outbound import MAX_DEQUEUE_COUNT, RetryLaterError
-from tests.app_client import body_json, function, post_json, signed_post
+from telephony.errors import RetryLaterError
+from telephony.outbound.records import CLAIMED, DeliveryRecord
+from telephony.outbound.service import MAX_DEQUEUE_COUNT
+from tests.app_client import (
+    body_json,
+    function,
+    impatient_gateway,
+    post_json,
+    signed_post,
+)
 from tests.conftest import AppFactory
 
 SMS = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
@@ -65,7 +72,7 @@ class Stack:
         return None
 
     def record(self, key: str) -> DeliveryRecord:
-        found = self.container.outbound_service().record_of(key)
+        found = self.container.outbound.record_of(key)
         assert found is not None, f"no record for {key}"
         return found
 
@@ -83,7 +90,7 @@ StackFactory = Callable[..., Stack]
 def make_stack(app_env: AppFactory, azurite: Azurite, twilio_mock: TwilioMock) -> StackFactory:
     """Builds the app on Azurite and the Twilio peer; settings may be overridden."""
 
-    def build(**overrides: str) -> Stack:
+    def build(parts: Mapping[str, object] | None = None, **overrides: str) -> Stack:
         suffix = uuid.uuid4().hex[:10]
         settings = {
             "AzureWebJobsStorage": azurite.connection_string,
@@ -93,7 +100,7 @@ def make_stack(app_env: AppFactory, azurite: Azurite, twilio_mock: TwilioMock) -
             "PUBLIC_BASE_URL": PUBLIC,
             "TWILIO_MESSAGING_SERVICE_SID": "",
         }
-        return Stack(app_env(**{**settings, **overrides}), azurite, twilio_mock)
+        return Stack(app_env(parts, **{**settings, **overrides}), azurite, twilio_mock)
 
     return build
 
@@ -264,10 +271,9 @@ def test_call_command(stack: Stack) -> None:
 
 
 def test_lost_twilio_answer_is_in_doubt_and_not_resent(
-    stack: Stack, monkeypatch: pytest.MonkeyPatch
+    make_stack: StackFactory, twilio_mock: TwilioMock
 ) -> None:
-    monkeypatch.setattr("telephony.twilio_gateway.READ_TIMEOUT_SECONDS", 0.3)
-    stack.container.gateway._http = None  # rebuilt with the short timeout
+    stack = make_stack({"sender": impatient_gateway(twilio_mock.base_url)})
     stack.twilio.hang_next(2.0, path_contains="/Messages.json")
     stack.put({**SMS, "idempotency_key": "lost"})
     assert stack.deliver() is None
@@ -279,7 +285,7 @@ def test_lost_twilio_answer_is_in_doubt_and_not_resent(
 
 def test_crash_between_claim_and_record_is_parked_in_doubt(stack: Stack) -> None:
     # GIVEN a claim whose worker died: its lease has run out and it has no Twilio SID
-    store = stack.container.outbound_service()._store
+    store = stack.container.deliveries
     past = datetime.now(UTC) - timedelta(minutes=5)
     store.insert(
         DeliveryRecord(

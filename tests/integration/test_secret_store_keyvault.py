@@ -13,7 +13,9 @@ import time
 import pytest
 
 from localpeers.keyvault import USER_ASSIGNED_CLIENT_ID, VAULT_RESOURCE, LocalKeyVault
-from telephony.secrets import KeyVaultSecretFetcher, SecretStore, SecretUnavailableError
+from telephony.adapters.keyvault import KeyVaultSecretFetcher
+from telephony.config.secrets import SecretStore
+from telephony.errors import SecretUnavailableError
 from tests.fakes import MonotonicClock
 
 PRIMARY = "TWILIO_AUTH_TOKEN"

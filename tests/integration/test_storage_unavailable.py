@@ -15,9 +15,9 @@ from azure.storage.queue import QueueClient
 
 from localpeers.azurite import AzuritePorts, connection_string
 from localpeers.processes import free_port
+from telephony.adapters.storage import queue_sender
+from telephony.adapters.tables import TableDeliveryStore, TableOptOutStore
 from telephony.errors import StorageUnavailableError
-from telephony.optouts import TableOptOutStore
-from telephony.table_store import TableDeliveryStore
 from tests.app_client import body_json, function, post_json
 from tests.conftest import AppFactory
 from tests.fakes import MemoryStore
@@ -47,8 +47,7 @@ def test_optout_store_failures_are_storage_unavailable() -> None:
 
 
 def test_get_message_answers_503_when_the_table_is_down(app_env: AppFactory) -> None:
-    container = app_env(AzureWebJobsStorage=NOWHERE)
-    container.outbound_service()._store = TableDeliveryStore(dead_tables(), "deliveries")
+    app_env({"deliveries": TableDeliveryStore(dead_tables(), "deliveries")})
     req_id = "order-42"
     req = func.HttpRequest("GET", f"https://x.example/api/messages/{req_id}", body=b"",
                            route_params={"id": req_id})  # fmt: skip
@@ -58,20 +57,18 @@ def test_get_message_answers_503_when_the_table_is_down(app_env: AppFactory) -> 
 
 
 def test_send_message_answers_503_when_the_queue_is_down(app_env: AppFactory) -> None:
-    container = app_env(AzureWebJobsStorage=NOWHERE)
-    container.outbound_service()._store = MemoryStore()
-    container._queue = QueueClient.from_connection_string(NOWHERE, "outbound", retry_total=0)
+    dead_queue = QueueClient.from_connection_string(NOWHERE, "outbound", retry_total=0)
+    container = app_env({"deliveries": MemoryStore(), "enqueue": queue_sender(dead_queue)})
     resp = post_json("send_message", {**SMS, "idempotency_key": "k"})
     assert resp.status_code == 503
     assert "error" in body_json(resp)
-    assert container.outbound_service().record_of("k") is None  # nothing claims it was queued
+    assert container.outbound.record_of("k") is None  # nothing claims it was queued
 
 
 def test_the_worker_lets_the_host_retry_when_the_table_is_down(app_env: AppFactory) -> None:
     from azure.functions.queue import QueueMessage
 
-    container = app_env(AzureWebJobsStorage=NOWHERE)
-    container.outbound_service()._store = TableDeliveryStore(dead_tables(), "deliveries")
+    app_env({"deliveries": TableDeliveryStore(dead_tables(), "deliveries")})
     message = QueueMessage(id="m", body=json.dumps(SMS).encode(), dequeue_count=1)  # type: ignore[no-untyped-call]
     with pytest.raises(StorageUnavailableError):
         function("outbound")(message)

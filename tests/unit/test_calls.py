@@ -1,33 +1,57 @@
-"""parse_call_request: every bad input names its field; good input is kept as given."""
+"""One call path: make_call bodies and queued calls share the validation and the builder.
+
+Every bad input names its field; good input is kept as given.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import UTC, datetime
+
 import pytest
 
-from telephony.calls import MAX_SAY_CHARS, MAX_TWIML_CHARS, CallRequest, parse_call_request
-from telephony.errors import InvalidInputError
+from telephony.errors import CommandRejectedError, InvalidInputError
+from telephony.outbound.calls import build_call, call_command, status_callback_url
+from telephony.outbound.commands import CommandRules, OutboundCommand, command_schema, parse_command
+from telephony.outbound.sender import OutboundCall, SenderDefaults
 
 DEFAULT_FROM = "+15017122661"
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+BASE = "https://calls.example.net"
+_CALL = command_schema()["$defs"]["call"]["properties"]
+MAX_SAY_CHARS = _CALL["say"]["maxLength"]
+MAX_TWIML_CHARS = _CALL["twiml"]["maxLength"]
 
 
-def parse(body: object, allowed: frozenset[str] = frozenset()) -> CallRequest:
-    return parse_call_request(body, DEFAULT_FROM, allowed)
+def parse(
+    body: object,
+    allowed: frozenset[str] = frozenset(),
+    flow_exists: Callable[[str], bool] | None = None,
+) -> OutboundCommand:
+    return call_command(body, CommandRules(allowed, None, flow_exists), NOW)
+
+
+def build(body: object, default_from: str | None = DEFAULT_FROM) -> OutboundCall:
+    return build_call(parse(body), SenderDefaults(default_from, None, None), BASE, None)
 
 
 def field_of(body: object, allowed: frozenset[str] = frozenset()) -> str | None:
     with pytest.raises(InvalidInputError) as info:
-        parse(body, allowed)
+        build_call(parse(body, allowed), SenderDefaults(DEFAULT_FROM, None, None), BASE, None)
     return info.value.field
 
 
-def test_minimal_call_uses_the_default_sender() -> None:
-    assert parse({"to": "+15558675310"}) == CallRequest(to="+15558675310", from_=DEFAULT_FROM)
+def test_minimal_call_uses_the_default_sender_and_our_voice_url() -> None:
+    assert build({"to": "+15558675310"}) == OutboundCall(
+        "+15558675310", DEFAULT_FROM, None, url=f"{BASE}/api/voice_url"
+    )
 
 
 def test_explicit_sender_and_say() -> None:
-    call = parse({"to": "+447700900123", "from": "+15005550006", "say": "Your code is 1 2 3"})
+    call = build({"to": "+447700900123", "from": "+15005550006", "say": "Your code is 1 2 3"})
     assert call.from_ == "+15005550006"
     assert call.say == "Your code is 1 2 3"
+    assert call.url is None and call.twiml is None
 
 
 @pytest.mark.parametrize(
@@ -71,13 +95,64 @@ def test_entity_expansion_in_twiml_is_refused() -> None:
 
 def test_well_formed_twiml_is_kept() -> None:
     twiml = "<Response><Say>Hi</Say><Hangup/></Response>"
-    assert parse({"to": "+15558675310", "twiml": twiml}).twiml == twiml
+    assert build({"to": "+15558675310", "twiml": twiml}).twiml == twiml
 
 
 def test_no_default_sender_requires_from() -> None:
     with pytest.raises(InvalidInputError) as info:
-        parse_call_request({"to": "+15558675310"}, None, frozenset())
+        build({"to": "+15558675310"}, default_from=None)
     assert info.value.field == "from"
+
+
+@pytest.mark.parametrize("field", ["kind", "idempotency_key"])
+def test_make_call_does_not_take_the_queue_only_fields(field: str) -> None:
+    assert field_of({"to": "+15558675310", field: "call"}) == field
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"to": "+15558675310"},
+        {"to": "+15558675310", "say": "Your code is 1 2 3 4"},
+        {"to": "+15558675310", "twiml": "<Response><Hangup/></Response>"},
+        {"to": "+15558675310", "url": "https://twiml.example/a.xml"},
+        {"to": "+15558675310", "flow": "ivr-menu"},
+        {"to": "+15558675310", "from": "+15005550006", "say": "hi"},
+    ],
+)
+def test_make_call_and_a_queued_call_build_the_same_call(body: dict[str, object]) -> None:
+    rules = CommandRules()
+    defaults = SenderDefaults(DEFAULT_FROM, None, BASE)
+    now_call = build_call(call_command(body, rules, NOW), defaults, BASE, None)
+    queued = parse_command({**body, "kind": "call"}, "key-1", rules, NOW)
+    assert build_call(queued, defaults, BASE, None) == now_call
+
+
+@pytest.mark.parametrize(
+    "twiml",
+    ["<Response>", "<Play>x</Play>", '<!DOCTYPE r [<!ENTITY a "a">]><Response>&a;</Response>'],
+)
+def test_a_queued_call_checks_its_twiml_as_make_call_does(twiml: str) -> None:
+    body = {"to": "+15558675310", "twiml": twiml}
+    with pytest.raises(CommandRejectedError) as queued:
+        parse_command({**body, "kind": "call", "idempotency_key": "k"}, "m", CommandRules(), NOW)
+    assert (queued.value.field, queued.value.key) == ("twiml", "k")
+    assert field_of(body) == "twiml"
+
+
+@pytest.mark.parametrize(("flow", "field"), [("ivr-menu", "flow"), (None, None)])
+def test_a_call_that_needs_our_voice_url_needs_a_base(flow: str | None, field: str | None) -> None:
+    body = {"to": "+15558675310", **({"flow": flow} if flow else {})}
+    with pytest.raises(CommandRejectedError) as info:
+        build_call(parse(body), SenderDefaults(DEFAULT_FROM, None, None), None, None)
+    assert info.value.field == field
+    assert "PUBLIC_BASE_URL" in info.value.message
+
+
+def test_status_callback_names_the_record_when_there_is_one() -> None:
+    assert status_callback_url(BASE) == f"{BASE}/api/status_callback"
+    assert status_callback_url(BASE, "a/b c") == f"{BASE}/api/status_callback?id=a%2Fb%20c"
+    assert status_callback_url(None, "k") is None
 
 
 def test_destination_guard_allows_listed_regions_only() -> None:
@@ -95,12 +170,12 @@ def test_a_flow_is_checked_against_the_flow_document_only_when_named() -> None:
         asked.append(flow)
         return flow == "ivr-menu"
 
-    call = parse_call_request({"to": "+15558675310", "flow": "ivr-menu"}, DEFAULT_FROM, (), exists)
+    call = parse({"to": "+15558675310", "flow": "ivr-menu"}, flow_exists=exists)
     assert call.flow == "ivr-menu"
-    assert parse_call_request({"to": "+15558675310"}, DEFAULT_FROM, (), exists).flow is None
+    assert parse({"to": "+15558675310"}, flow_exists=exists).flow is None
     assert asked == ["ivr-menu"]
     with pytest.raises(InvalidInputError) as info:
-        parse_call_request({"to": "+15558675310", "flow": "other"}, DEFAULT_FROM, (), exists)
+        parse({"to": "+15558675310", "flow": "other"}, flow_exists=exists)
     assert info.value.field == "flow"
 
 

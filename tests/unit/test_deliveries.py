@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telephony.deliveries import _RANK, DeliveryRecord, apply_callback, moves_forward
+from telephony.outbound.records import _RANK, DeliveryRecord, apply_callback, moves_forward
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 TWILIO_STATUSES = ["queued", "sending", "sent", "delivered", "undelivered", "failed", "read"]

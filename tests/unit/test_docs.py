@@ -1,11 +1,11 @@
-"""The README's settings table is the one in telephony/settings.py, row for row."""
+"""The README's settings table is the one in telephony/config/settings.py, row for row."""
 
 from __future__ import annotations
 
 import re
 from pathlib import Path
 
-from telephony.settings import SETTINGS
+from telephony.config.settings import SETTINGS
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -1,4 +1,5 @@
-"""docs/flows.md shows what the app accepts: its examples pass the schema and the checks."""
+"""docs/flows.md shows what the app accepts: its examples pass the schema and the checks,
+and its example of a document with problems prints what the docs say it prints."""
 
 from __future__ import annotations
 
@@ -10,10 +11,15 @@ import pytest
 import yaml
 
 from telephony.flows import parse_flow_document
+from telephony.flows.__main__ import main as check_main
 from telephony.flows.document import schema_problems
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "flows.md"
-BLOCKS = re.findall(r"```yaml\n(.*?)```", DOC.read_text(), re.S)
+# The valid examples come before "## Validation"; the one with problems is in it.
+VALID, VALIDATION = DOC.read_text().split("\n## Validation\n", 1)
+BLOCKS = re.findall(r"```yaml\n(.*?)```", VALID, re.S)
+[BROKEN] = re.findall(r"```yaml\n(.*?)```", VALIDATION.split("\n## ", 1)[0], re.S)
+[SESSION] = re.findall(r"```console\n(.*?)```", VALIDATION, re.S)
 
 
 def test_the_first_example_is_a_whole_valid_document() -> None:
@@ -49,3 +55,16 @@ def test_every_verb_has_an_example() -> None:
         if verb != "next"
     }
     assert shown == verbs
+
+
+def test_the_example_with_problems_prints_what_the_docs_show(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    command, *shown = SESSION.splitlines()
+    *program, shown_path = command.split()
+    assert program == ["$", "python", "-m", "telephony.flows", "check"]
+    path = tmp_path / Path(shown_path).name
+    path.write_text(BROKEN)
+    assert check_main(["check", str(path)], env={}) == 1
+    printed = capsys.readouterr().err.replace(str(path), shown_path)
+    assert printed.splitlines() == shown

@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
+from telephony.config.documents import APP_ROOT
+from telephony.config.settings import SettingsError
 from telephony.container import build_container
-from telephony.documents import APP_ROOT
-from telephony.flows import FlowDocumentError, FlowProblem, load_flow_book, parse_flow_document
+from telephony.errors import FlowDocumentError
+from telephony.flows import FlowProblem, load_flow_book, parse_flow_document
 from telephony.flows.__main__ import main as check_main
 from telephony.flows.checks import MAX_CHAINED_STEPS
 from telephony.flows.document import flows_schema
 from telephony.flows.model import Gather
-from telephony.settings import SettingsError
 
 ROOT = Path(__file__).resolve().parents[2]
 # Call flow documents are the files of flows/ named *flows*; other documents live there too.
@@ -143,6 +144,68 @@ def test_a_chain_longer_than_one_response_may_hold_is_refused() -> None:
     assert "f" in parse_flow_document(doc(steps, start="s0"))
 
 
+# --- steps that break the schema are still steps of the reachability graph --------------
+
+UNKNOWN_SYA = (
+    "unknown verb 'sya' (verbs: say, play, pause, gather, dial, record, redirect, reject, "
+    "hangup, sms)"
+)
+
+
+def test_a_schema_error_and_an_unreachable_step_are_both_reported() -> None:
+    steps = {"a": {"say": "x", "next": "b"}, "b": {"sya": "y"}, "c": {"say": "z"}}
+    assert problems(doc(steps)) == [
+        FlowProblem("f", "b", UNKNOWN_SYA),
+        FlowProblem("f", "c", "unreachable from the start step 'a'"),
+    ]
+
+
+def test_a_step_that_breaks_the_schema_can_itself_be_unreachable() -> None:
+    steps = {"a": {"say": "x"}, "b": {"sya": "y", "next": "a"}}
+    assert problems(doc(steps)) == [
+        FlowProblem("f", "b", UNKNOWN_SYA),
+        FlowProblem("f", "b", "unreachable from the start step 'a'"),
+    ]
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"sya": "x", "next": "b"},  # an unknown verb; next can still be read
+        {"gahter": {"branches": {"1": "b"}}},  # where it leads is inside the unknown verb
+        {"dial": {"number": "555", "on_busy": "b"}},  # a bad value beside a good target
+        {"dial": {"number": "+15558675310", "on_bussy": "b"}},  # a misspelt field
+        {"gather": {"branches": ["b"]}},  # a target in the wrong shape
+        {"say": "x", "next": {"b": 1}},
+    ],
+)
+def test_no_step_is_unreachable_only_because_the_step_before_it_breaks_the_schema(
+    broken: dict[str, Any],
+) -> None:
+    steps = {"a": broken, "b": {"say": "y", "next": "c"}, "c": {"say": "z"}}
+    found = problems(doc(steps))
+    assert found
+    assert all(problem.step == "a" for problem in found)
+    assert not any("unreachable" in problem.reason for problem in found)
+
+
+def test_the_docs_example_reports_its_three_problems() -> None:
+    document = {"version": 1, "flows": {"ivr-menu": {"start": "greeting", "steps": {
+        "greeting": {"sya": "Thanks for calling Owl Shop.", "next": "menu"},
+        "menu": {"gather": {"branches": {"1": "sales", "2": "voicemial"}, "fallback": "goodbye"}},
+        "sales": {"dial": {"number": "+15558675310"}, "next": "goodbye"},
+        "voicemail": {"record": {}, "next": "goodbye"},
+        "goodbye": {"say": "Goodbye."},
+    }}}}  # fmt: skip
+    assert problems(document) == [
+        FlowProblem("ivr-menu", "greeting", UNKNOWN_SYA),
+        FlowProblem(
+            "ivr-menu", "menu", "branch '2' goes to step 'voicemial', which does not exist"
+        ),
+        FlowProblem("ivr-menu", "voicemail", "unreachable from the start step 'greeting'"),
+    ]
+
+
 # --- schema violations, located ----------------------------------------------------------
 
 
@@ -154,7 +217,7 @@ def test_a_chain_longer_than_one_response_may_hold_is_refused() -> None:
         ({"say": "x", "play": "https://a.example/x.mp3"}, "takes exactly one of"),
         ({"say": 5}, "say must be a text, or an object with text"),
         ({"say": {"text": 5}}, "say.text must be of type string"),
-        ({"say": {"text": "x", "colour": "red"}}, "say has an unknown field 'colour'"),
+        ({"say": {"text": "x", "colour": "red"}}, "say has an unknown field colour"),
         ({"say": ""}, "say must not be empty"),
         ({"say": "bell \x07"}, "say must be text without control characters"),
         ({"say": {"text": "x", "loop": -1}}, "say.loop must be at least 0"),
@@ -162,7 +225,7 @@ def test_a_chain_longer_than_one_response_may_hold_is_refused() -> None:
         ({"pause": 0}, "pause must be at least 1"),
         ({"pause": "long"}, "pause must be a number of seconds"),
         ({"gather": {"timeout": "5", "fallback": "a"}}, "gather.timeout must be of type integer"),
-        ({"gather": {"input": ["dtmf", "fax"], "fallback": "a"}}, "gather.input.1 must be one of"),
+        ({"gather": {"input": ["dtmf", "fax"], "fallback": "a"}}, "gather.input[1] must be one of"),
         (
             {"gather": {"finish_on_key": "x", "fallback": "a"}},
             "gather.finish_on_key must be keypad",
@@ -170,9 +233,12 @@ def test_a_chain_longer_than_one_response_may_hold_is_refused() -> None:
         ({"gather": {"retries": 11, "fallback": "a"}}, "gather.retries must be at most 10"),
         (
             {"gather": {"prompt": [{"say": "x", "play": "https://a.example/x"}], "fallback": "a"}},
-            "gather.prompt.0 takes exactly one of say, play, pause",
+            "gather.prompt[0] takes exactly one of say, play, pause",
         ),
-        ({"gather": {"prompt": [{"dial": {}}], "fallback": "a"}}, "gather.prompt.0 has an unknown"),
+        (
+            {"gather": {"prompt": [{"dial": {}}], "fallback": "a"}},
+            "gather.prompt[0] has an unknown",
+        ),
         ({"gather": {"speech_timeout": "soon", "fallback": "a"}}, "speech_timeout must be auto"),
         ({"dial": {}}, "dial.number is required"),
         ({"dial": {"number": "555-0100"}}, "dial.number must be an E.164 number"),
@@ -205,7 +271,7 @@ def test_schema_violations_name_the_step_and_reason(step_body: object, reason: s
          FlowProblem(None, None, "version must be 1")),
         ({"version": 1, "flows": {}}, FlowProblem(None, None, "the document has no flows")),
         ({"version": 1, "flows": {}, "extra": 1},
-         FlowProblem(None, None, "the value has an unknown field 'extra'")),
+         FlowProblem(None, None, "unknown field extra")),
     ],
 )  # fmt: skip
 def test_document_level_problems(document: object, expected: FlowProblem) -> None:
@@ -240,13 +306,15 @@ def test_every_problem_is_collected_in_document_order() -> None:
     assert [str(problem) for problem in problems(document)] == [
         "flow f, step a: next goes to step 'gone', which does not exist",
         "flow f, step b: a gather needs branches or a fallback",
+        "flow f, step b: unreachable from the start step 'a'",
         "flow f, step c: unknown verb 'sya' (verbs: say, play, pause, gather, dial, record, "
         "redirect, reject, hangup, sms)",
+        "flow f, step c: unreachable from the start step 'a'",
         "flow g: the start step 'nowhere' does not exist",
         "flow g, step a: redirect goes to flow 'zz', which does not exist",
     ]
     message = str(FlowDocumentError("x.yaml", problems(document)))
-    assert message.startswith("x.yaml: 5 problems: flow f, step a: next goes to step 'gone'")
+    assert message.startswith("x.yaml: 7 problems: flow f, step a: next goes to step 'gone'")
     assert "\n" not in message
 
 

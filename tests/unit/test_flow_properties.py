@@ -15,15 +15,8 @@ from defusedxml import ElementTree
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from telephony.flows import (
-    CallEvent,
-    CallUrls,
-    FlowBook,
-    FlowDocumentError,
-    Rendered,
-    parse_flow_document,
-    render,
-)
+from telephony.errors import FlowDocumentError
+from telephony.flows import CallEvent, CallUrls, FlowBook, Rendered, parse_flow_document, render
 from telephony.flows.model import Dial, Gather, Record, Step
 
 URLS = CallUrls.for_base("https://calls.example.net")

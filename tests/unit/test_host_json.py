@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from telephony.outbound import LEASE, MAX_DEQUEUE_COUNT
-from telephony.storage import POOL_SIZE
-from telephony.twilio_gateway import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
-from telephony.twilio_gateway import POOL_SIZE as TWILIO_POOL_SIZE
+from telephony.adapters.storage import POOL_SIZE
+from telephony.adapters.twilio_rest import CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS
+from telephony.adapters.twilio_rest import POOL_SIZE as TWILIO_POOL_SIZE
+from telephony.outbound.service import LEASE, MAX_DEQUEUE_COUNT
 
 QUEUES = json.loads((Path(__file__).resolve().parents[2] / "host.json").read_text())["extensions"][
     "queues"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft202012Validator
 
-from telephony.commands import command_schema
+from telephony.outbound.commands import command_schema
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "outbound.md"
 

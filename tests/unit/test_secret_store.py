@@ -6,7 +6,8 @@ import logging
 
 import pytest
 
-from telephony.secrets import SecretBackendError, SecretStore, SecretUnavailableError
+from telephony.config.secrets import SecretStore
+from telephony.errors import SecretBackendError, SecretUnavailableError
 from tests.fakes import MonotonicClock
 
 PRIMARY = "TWILIO_AUTH_TOKEN"

@@ -7,9 +7,10 @@ from xml.etree import ElementTree
 import pytest
 from twilio.request_validator import RequestValidator
 
-from telephony.settings import SETTINGS, Settings, SettingsError
-from telephony.signature import FormParams, SignatureValidator, public_url
-from telephony.twiml import message_reply, say_response
+from telephony.adapters.signature import FormParams, SignatureValidator, public_url
+from telephony.adapters.twiml import message_reply, say_response
+from telephony.config.settings import SETTINGS, Settings
+from telephony.errors import SettingsError
 
 
 def test_defaults() -> None:
@@ -96,7 +97,7 @@ def test_raw_body_needs_a_body_hash_in_the_url() -> None:
 
 
 def test_xml_text_drops_exactly_what_xml_1_0_cannot_carry() -> None:
-    from telephony.twiml import xml_text
+    from telephony.adapters.twiml import xml_text
 
     def allowed(code: int) -> bool:  # the Char production of XML 1.0
         return (

@@ -14,16 +14,12 @@ from typing import Any
 
 import pytest
 
-from telephony.commands import CommandRules
-from telephony.errors import CommandRejectedError, StorageUnavailableError
-from telephony.optouts import (
-    OPTED_OUT,
-    OptOut,
-    RecipientOptedOutError,
-    optout_key,
-)
-from telephony.outbound import OutboundService, Outcome, SenderDefaults
-from telephony.sms import (
+from telephony.errors import CommandRejectedError, RecipientOptedOutError, StorageUnavailableError
+from telephony.outbound.commands import CommandRules
+from telephony.outbound.sender import SenderDefaults
+from telephony.outbound.service import OutboundService, SendOutcome
+from telephony.sms.optouts import OPTED_OUT, OptOut, optout_key
+from telephony.sms.routing import (
     DEFAULT_HELP_REPLY,
     DEFAULT_START_REPLY,
     InboundSms,
@@ -32,7 +28,7 @@ from telephony.sms import (
     decide,
     forward_text,
 )
-from telephony.sms_rules import SmsRules, parse_rules
+from telephony.sms.rules import SmsRules, parse_rules
 from tests.fakes import Clock, MemoryOptOutStore, MemoryStore, ScriptedSender
 
 CUSTOMER = "+15558675310"
@@ -188,7 +184,7 @@ def test_a_forward_without_message_sid_or_to_ourselves_is_skipped() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [RecipientOptedOutError("opted out"), CommandRejectedError("to is not allowed", "to")],
+    [RecipientOptedOutError(), CommandRejectedError("to is not allowed", "to")],
 )
 def test_a_refused_forward_does_not_stop_the_others_or_the_reply(error: Exception) -> None:
     r = Responder()
@@ -220,10 +216,13 @@ STOPPED = OptOut(CUSTOMER, "STOP", datetime(2026, 1, 1, tzinfo=UTC))
 SEND = {"kind": "sms", "to": CUSTOMER, "body": "Your order shipped", "idempotency_key": "k1"}
 
 
-def outbound(optouts: MemoryOptOutStore) -> tuple[OutboundService, MemoryStore, ScriptedSender]:
+def outbound(
+    optouts: MemoryOptOutStore, queue: list[str] | None = None
+) -> tuple[OutboundService, MemoryStore, ScriptedSender]:
     store, sender = MemoryStore(), ScriptedSender()
     defaults = SenderDefaults(OURS, None, "https://calls.example.net")
-    service = OutboundService(store, sender, CommandRules(), defaults, Clock(), optouts=optouts)
+    enqueue = (queue if queue is not None else []).append
+    service = OutboundService(store, sender, CommandRules(), defaults, optouts, enqueue, Clock())
     return service, store, sender
 
 
@@ -235,7 +234,7 @@ def test_a_send_to_an_opted_out_number_is_rejected_before_twilio(
 ) -> None:
     optouts = MemoryOptOutStore(CUSTOMER)
     service, store, sender = outbound(optouts)
-    assert service.handle(json.dumps(command), "m1", 1) is Outcome.REJECTED
+    assert service.handle(json.dumps(command), "m1", 1) is SendOutcome.REJECTED
     record = store.records["k1"]
     assert (record.status, record.reason) == ("rejected", OPTED_OUT)
     assert (record.kind, record.to) == (command["kind"], CUSTOMER)
@@ -248,7 +247,7 @@ def test_after_opting_in_the_same_key_is_sent() -> None:
     service, store, sender = outbound(optouts)
     service.handle(json.dumps(SEND), "m1", 1)
     optouts.remove(CUSTOMER)
-    assert service.handle(json.dumps(SEND), "m1", 2) is Outcome.SENT
+    assert service.handle(json.dumps(SEND), "m1", 2) is SendOutcome.SENT
     assert len(sender.sent) == 1
     assert store.records["k1"].status == "queued"
 
@@ -256,7 +255,7 @@ def test_after_opting_in_the_same_key_is_sent() -> None:
 def test_a_send_costs_one_opt_out_read_beside_the_two_record_round_trips() -> None:
     optouts = MemoryOptOutStore()
     service, store, _ = outbound(optouts)
-    assert service.handle(json.dumps(SEND), "m1", 1) is Outcome.SENT
+    assert service.handle(json.dumps(SEND), "m1", 1) is SendOutcome.SENT
     assert (optouts.round_trips, store.round_trips) == (1, 2)
 
 
@@ -265,7 +264,7 @@ def test_a_sent_key_redelivered_after_stop_keeps_its_record() -> None:
     service, store, sender = outbound(optouts)
     service.handle(json.dumps(SEND), "m1", 1)
     optouts.add(STOPPED)
-    assert service.handle(json.dumps(SEND), "m1", 2) is Outcome.REJECTED
+    assert service.handle(json.dumps(SEND), "m1", 2) is SendOutcome.REJECTED
     assert store.records["k1"].status == "queued"
     assert len(sender.sent) == 1
 
@@ -282,19 +281,19 @@ def test_an_unreadable_opt_out_store_is_retried() -> None:
 
 
 def test_submit_refuses_an_opted_out_recipient_before_enqueueing() -> None:
-    service, store, _ = outbound(MemoryOptOutStore(CUSTOMER))
     queued: list[str] = []
+    service, store, _ = outbound(MemoryOptOutStore(CUSTOMER), queued)
     with pytest.raises(RecipientOptedOutError):
-        service.submit(dict(SEND), queued.append)
+        service.submit(dict(SEND))
     assert queued == [] and store.pending == {}
 
 
 def test_submit_of_a_used_key_answers_with_its_record_without_an_opt_out_read() -> None:
     optouts = MemoryOptOutStore()
-    service, _, _ = outbound(optouts)
     queued: list[str] = []
-    service.submit(dict(SEND), queued.append)
+    service, _, _ = outbound(optouts, queued)
+    service.submit(dict(SEND))
     optouts.add(STOPPED)
     before = optouts.round_trips
-    _, created = service.submit(dict(SEND), queued.append)
+    _, created = service.submit(dict(SEND))
     assert (created, len(queued), optouts.round_trips) == (False, 1, before)

@@ -12,10 +12,10 @@ from xml.etree import ElementTree
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from telephony.documents import app_file
-from telephony.sms import InboundSms, SmsResponder, decide
-from telephony.sms_rules import SmsRules, load_rules, parse_rules
-from telephony.twiml import message_reply, xml_text
+from telephony.adapters.twiml import message_reply, xml_text
+from telephony.config.documents import app_file
+from telephony.sms.routing import InboundSms, SmsResponder, decide
+from telephony.sms.rules import SmsRules, load_rules, parse_rules
 from tests.fakes import MemoryOptOutStore
 
 ECHO = parse_rules(

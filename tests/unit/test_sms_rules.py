@@ -13,16 +13,12 @@ from typing import Any
 
 import pytest
 
-from telephony.documents import APP_ROOT
-from telephony.sms import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, keyword_of, render
-from telephony.sms_rules import (
-    REGEX_INPUT_CHARS,
-    SmsRules,
-    SmsRulesError,
-    load_rules,
-    main,
-    parse_rules,
-)
+from telephony.config.documents import APP_ROOT
+from telephony.errors import SmsRulesError
+from telephony.sms.__main__ import main
+from telephony.sms.keywords import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, keyword_of
+from telephony.sms.routing import fill_template
+from telephony.sms.rules import REGEX_INPUT_CHARS, SmsRules, load_rules, parse_rules
 
 RULES: dict[str, Any] = {
     "version": 1,
@@ -122,8 +118,11 @@ def test_keywords_are_not_found_inside_other_text(text: str) -> None:
 VALUES = {"from": "+15558675310", "body": "hello", "to": "+15017122661"}
 
 
-def test_render_replaces_the_known_placeholders() -> None:
-    assert render("{from} said {body} to {to}", VALUES) == "+15558675310 said hello to +15017122661"
+def test_fill_template_replaces_the_known_placeholders() -> None:
+    assert (
+        fill_template("{from} said {body} to {to}", VALUES)
+        == "+15558675310 said hello to +15017122661"
+    )
 
 
 @pytest.mark.parametrize(
@@ -131,15 +130,15 @@ def test_render_replaces_the_known_placeholders() -> None:
     ["{from}", "{body}", "{0}", "{0.__class__.__mro__}", "{to!r:>10}", "%s %(x)s", "{{}}", "\\1"],
 )
 def test_hostile_values_are_inserted_literally_never_expanded(body: str) -> None:
-    assert render("<{body}>", {**VALUES, "body": body}) == f"<{body}>"
+    assert fill_template("<{body}>", {**VALUES, "body": body}) == f"<{body}>"
 
 
 def test_other_braces_in_a_template_are_left_alone() -> None:
-    assert render("{x} {0} {{from}} {FROM}", VALUES) == "{x} {0} {+15558675310} {FROM}"
+    assert fill_template("{x} {0} {{from}} {FROM}", VALUES) == "{x} {0} {+15558675310} {FROM}"
 
 
 def test_render_is_cut_at_one_message_body() -> None:
-    assert len(render("{body}{body}", {**VALUES, "body": "x" * 1500})) == 1600
+    assert len(fill_template("{body}{body}", {**VALUES, "body": "x" * 1500})) == 1600
 
 
 # Load-time validation
@@ -173,7 +172,7 @@ def with_rule(**rule: object) -> dict[str, Any]:
         (with_rule(exact="a", forward=[15551230001]), "rule r1: forward[0] must be of type string"),
         (with_rule(exact="a", forward=["555-1234"]), "rule r1: forward[0] must be an E.164 number"),
         (with_rule(exact="a", forward=[]), "rule r1: forward needs at least 1 item"),
-        (with_rule(exact="a", forward=["+15551230001"] * 2), "rule r1: forward lists a number"),
+        (with_rule(exact="a", forward=["+15551230001"] * 2), "rule r1: forward has repeated items"),
         ({"version": 1, "rules": [{"exact": "a", "reply": "x"}]}, "rule #1: name is required"),
         ({"version": 1, "default": {}}, "default: give reply, forward, or both"),
         ({"version": 1, "help": ""}, "help must not be empty"),

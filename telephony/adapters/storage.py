@@ -7,13 +7,12 @@ string (Azurite locally), or identity-based with `AzureWebJobsStorage__queueServ
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
-from telephony.errors import StorageUnavailableError
-from telephony.http_session import pooled_session
-from telephony.settings import SettingsError
+from telephony.adapters.http_pool import pooled_session
+from telephony.errors import SettingsError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -44,6 +43,16 @@ def queue_client(env: Mapping[str, str], queue_name: str) -> QueueClient:
         )
     endpoint = _service_uri(env, "queue")
     return QueueClient(endpoint, queue_name, credential=_credential(env), transport=_transport())
+
+
+def queue_sender(queue: QueueClient) -> Callable[[str], None]:
+    """A function that puts one message on `queue`; failures are StorageUnavailableError."""
+
+    def send(text: str) -> None:
+        with storage_errors("enqueue an outbound command"):
+            queue.send_message(text)
+
+    return send
 
 
 def _service_uri(env: Mapping[str, str], service: str) -> str:

@@ -1,4 +1,4 @@
-"""HTTP plumbing shared by the blueprints: JSON and XML responses, signed webhooks."""
+"""HTTP plumbing shared by the handlers: JSON and XML answers, errors, signed webhooks."""
 
 from __future__ import annotations
 
@@ -9,13 +9,18 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
+from telephony.adapters.signature import FormParams, public_url
 from telephony.container import Container, get_container
-from telephony.errors import InvalidInputError, StorageUnavailableError
+from telephony.errors import (
+    CredentialsUnavailableError,
+    InvalidInputError,
+    MediaTypeError,
+    TelephonyError,
+    TwilioUnavailableError,
+    UnavailableError,
+    UpstreamRejectedError,
+)
 from telephony.logs import log_event
-from telephony.optouts import RecipientOptedOutError
-from telephony.secrets import SecretStoreError
-from telephony.settings import SettingsError
-from telephony.signature import FormParams, public_url
 
 logger = logging.getLogger(__name__)
 
@@ -51,10 +56,6 @@ def read_json(req: func.HttpRequest) -> object:
         raise InvalidInputError("the body is not valid JSON") from None
 
 
-class MediaTypeError(InvalidInputError):
-    """The request body has a media type the endpoint does not take (415)."""
-
-
 def base_url(req: func.HttpRequest, public_base_url: str | None) -> str:
     """The externally visible scheme://host[/prefix] of this app."""
     if public_base_url:
@@ -63,34 +64,46 @@ def base_url(req: func.HttpRequest, public_base_url: str | None) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-# What a handler turns into an answer by itself: bad input, a refused recipient, and
-# configuration, secrets or storage that are not there right now.
-HANDLED_ERRORS = (
-    InvalidInputError,
-    RecipientOptedOutError,
-    SecretStoreError,
-    SettingsError,
-    StorageUnavailableError,
-)
+Handler = Callable[[func.HttpRequest], func.HttpResponse]
 
 
-def error_response(exc: Exception, function: str) -> func.HttpResponse:
-    """The JSON answer to one of HANDLED_ERRORS: 415, 400 naming the field, 409, or 503."""
-    if isinstance(exc, MediaTypeError):
-        return json_error(415, exc.message)
-    if isinstance(exc, InvalidInputError):
-        return json_error(400, exc.message, exc.field)
-    if isinstance(exc, RecipientOptedOutError):
-        return json_error(409, exc.message, exc.field)
-    return unavailable(exc, function)
+def answers_errors(function: str) -> Callable[[Handler], Handler]:
+    """Decorate an HTTP function so that every error of the family gets its JSON answer."""
+
+    def decorate(handler: Handler) -> Handler:
+        # The Functions worker binds parameters by name: the wrapper must take exactly `req`.
+        def answered(req: func.HttpRequest) -> func.HttpResponse:
+            try:
+                return handler(req)
+            except TelephonyError as exc:
+                return error_response(exc, function)
+
+        answered.__name__ = handler.__name__
+        answered.__doc__ = handler.__doc__
+        return answered
+
+    return decorate
 
 
-def unavailable(exc: Exception, function: str) -> func.HttpResponse:
-    """503 for a missing setting or secret; the log names it, the response does not."""
-    log_event(
-        logger, "configuration_unavailable", logging.ERROR, function=function, reason=str(exc)
-    )
-    return json_error(503, "the service is not configured or a secret is unavailable")
+def error_response(exc: TelephonyError, function: str) -> func.HttpResponse:
+    """The one mapping from an error to an HTTP answer: {"error", "field"} and the status.
+
+    A 503 says only that the service is unavailable; the reason goes to the log.
+    """
+    status = exc.http_status()
+    if isinstance(exc, UnavailableError | UpstreamRejectedError):
+        level = logging.ERROR if status == 503 else logging.WARNING
+        log_event(logger, _event_of(exc), level, function=function, reason=str(exc))
+    message, field = exc.public()
+    return json_error(status, message, field, **exc.details())
+
+
+def _event_of(exc: TelephonyError) -> str:
+    if isinstance(exc, UpstreamRejectedError):
+        return "twilio_rejected"
+    if isinstance(exc, TwilioUnavailableError) and not isinstance(exc, CredentialsUnavailableError):
+        return "twilio_unavailable"
+    return "configuration_unavailable"
 
 
 def signed_webhook(
@@ -103,8 +116,8 @@ def signed_webhook(
         try:
             container = get_container()
             validator = container.signature_validator()
-        except (SecretStoreError, SettingsError) as exc:
-            return unavailable(exc, function)
+        except TelephonyError as exc:
+            return error_response(exc, function)
         params = _webhook_params(req)
         url = public_url(req.url, container.settings.public_base_url)
         if not validator.is_valid(url, params, req.headers.get("X-Twilio-Signature")):
@@ -114,7 +127,10 @@ def signed_webhook(
             return func.HttpResponse(
                 "Unsupported Media Type", status_code=415, mimetype="text/plain"
             )
-        return handler(container, params, req)
+        try:
+            return handler(container, params, req)
+        except TelephonyError as exc:  # a 503 makes Twilio retry the webhook
+            return error_response(exc, function)
 
     webhook.__name__ = function
     return webhook

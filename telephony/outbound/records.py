@@ -1,7 +1,7 @@
 """Delivery records: one per idempotency key, and the forward-only status machine.
 
 A record is claimed by a conditional insert and advanced with ETag checks by the store
-(telephony/table_store.py), so concurrent workers and callbacks never lose an update.
+(telephony/adapters/tables.py), so concurrent workers and callbacks never lose an update.
 This module holds the rules; it imports no SDK.
 """
 
@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol
+
+from telephony.errors import RecordChangedError
 
 # Our own statuses, around Twilio's message and call statuses.
 PENDING = "pending"  # enqueued through POST /api/messages, not yet picked up
@@ -89,6 +91,44 @@ class DeliveryRecord:
         return replace(self, status=status, updated_at=now, **changes)  # type: ignore[arg-type]
 
 
+class Fields(Protocol):
+    """Form fields of a webhook (adapters.signature.FormParams, or a dict in tests)."""
+
+    def get(self, name: str, /) -> str | None: ...
+
+
+@dataclass(frozen=True)
+class StatusCallback:
+    """One Twilio status callback, for a message or a call; `key` names our record."""
+
+    sid: str | None
+    status: str
+    error_code: int | None
+    key: str | None
+    fields: dict[str, str | None]
+
+    @classmethod
+    def from_params(cls, params: Fields, key: str | None) -> StatusCallback:
+        message_sid = params.get("MessageSid")
+        code = params.get("ErrorCode")
+        return cls(
+            sid=message_sid or params.get("CallSid"),
+            status=params.get("MessageStatus") or params.get("CallStatus") or "",
+            error_code=int(code) if code and code.isdigit() else None,
+            key=key or None,
+            fields={
+                "MessageSid": message_sid,
+                "CallSid": None if message_sid else params.get("CallSid"),
+                "ErrorCode": code or None,
+                "To": params.get("To"),
+            },
+        )
+
+    def log_fields(self) -> dict[str, object]:
+        """What a log line says about it (numbers are masked by log_event)."""
+        return {**self.fields, "status": self.status, "key": self.key}
+
+
 def apply_callback(
     record: DeliveryRecord, status: str, sid: str | None, error_code: int | None, now: datetime
 ) -> DeliveryRecord:
@@ -102,14 +142,6 @@ def apply_callback(
     if sid and moved.twilio_sid is None:
         moved = replace(moved, twilio_sid=sid, updated_at=now)
     return moved
-
-
-class RecordExistsError(Exception):
-    """A conditional insert found a record with that key."""
-
-
-class RecordChangedError(Exception):
-    """An ETag-conditional update found the record changed since it was read."""
 
 
 class DeliveryStore(Protocol):

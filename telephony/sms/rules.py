@@ -5,7 +5,7 @@ schemas/sms-rules.v1.json and then for what a schema cannot say (unique names, r
 that compile and cannot backtrack exponentially, known placeholders, unreachable rules,
 rules shadowed by the opt-out keywords). Every problem names its rule and reason.
 
-Check a file from the command line:  python -m telephony.sms_rules check [FILE]
+Check a file from the command line:  python -m telephony.sms check [FILE]
 
 PyYAML and jsonschema are imported when a document is loaded, never on import: the
 webhook's cold start does not pay for them.
@@ -13,20 +13,17 @@ webhook's cold start does not pay for them.
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
-from telephony.documents import DocumentReadError, app_file, read_document
-from telephony.sms import keyword_of
+from telephony import schemas
+from telephony.config.documents import read_document
+from telephony.errors import DocumentReadError, SmsRulesError
+from telephony.sms.keywords import keyword_of
 
-SCHEMA_FILE = "sms-rules.v1.json"
 EXAMPLE_FILE = "flows/sms-rules.yaml"
 # A regex sees at most this much of a message: two SMS segments hold any keyword-style
 # command, and the bound caps the cost of a pattern that backtracks badly.
@@ -94,18 +91,6 @@ class RuleProblem:
         return f"{self.where}: {self.reason}" if self.where else self.reason
 
 
-class SmsRulesError(ValueError):
-    """A rules document that cannot be used; `problems` lists every problem found."""
-
-    def __init__(self, source: str, problems: Sequence[RuleProblem]) -> None:
-        self.source = source
-        self.problems = list(problems)
-        count = len(self.problems)
-        listed = "; ".join(str(problem) for problem in self.problems)
-        # One line: the message ends up in a single log event.
-        super().__init__(f"{source}: {count} problem{'s' if count != 1 else ''}: {listed}")
-
-
 def load_rules(path: str | Path) -> SmsRules:
     """Read and validate a rules file; raises SmsRulesError naming the file and problems."""
     source = str(path)
@@ -147,23 +132,17 @@ def _read(path: Path, source: str) -> object:
 # Schema
 
 
-@cache
 def rules_schema() -> dict[str, Any]:
     """The published JSON Schema of a rules document."""
-    from importlib import resources
-
-    text = resources.files("telephony.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
+    return schemas.load(schemas.SMS_RULES)
 
 
 def _schema_problems(document: object) -> list[RuleProblem]:
-    from jsonschema import Draft202012Validator
-
     if not isinstance(document, dict):
         return [RuleProblem(None, "the document must be a mapping with version: 1")]
-    validator = Draft202012Validator(rules_schema())
-    errors = sorted(validator.iter_errors(document), key=lambda e: list(map(str, e.path)))
-    return [RuleProblem(_where(document, list(e.path)), _reason(e)) for e in errors]
+    errors = schemas.validator(schemas.SMS_RULES).iter_errors(document)
+    ordered = sorted(errors, key=lambda e: list(map(str, e.path)))
+    return [RuleProblem(_where(document, list(e.path)), _reason(e)) for e in ordered]
 
 
 def _where(document: dict[str, Any], path: Sequence[object]) -> str | None:
@@ -178,60 +157,15 @@ def _rule_label(entries: Sequence[object], index: int) -> str:
     return f"rule {name}" if isinstance(name, str) and name else f"rule #{index + 1}"
 
 
-_YAML_HINT = " (quote it: YAML reads yes, no, on, off and bare +numbers as non-strings)"
-_PATTERN_MEANING = {
-    "name": "letters, digits, _ . - (up to 64, starting with a letter or digit)",
-    "forward": "an E.164 number such as +15558675310",
-    "exact": "text that is not blank",
-    "prefix": "text that is not blank",
-}
-
-
 def _reason(error: Any) -> str:
-    """A message that names the field and the rule it broke; never the whole value."""
-    path = [str(p) for p in error.path]
-    if len(path) >= 2 and path[0] == "rules":
-        name = _field_name(path[2:])
-    else:
-        name = _field_name(path[1:]) or (path[0] if path else "")
-    kind = error.validator
-    if kind == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"unknown field {', '.join(extra)}"
-    if kind == "required":
-        return f"{error.message.split(chr(39))[1]} is required"
-    if kind == "oneOf":
+    """The problem inside its rule (or default): the label is said by _where."""
+    if error.validator == "oneOf":
         return "give exactly one of exact, prefix, regex"
-    if kind == "anyOf":
+    if error.validator == "anyOf":
         return "give reply, forward, or both"
-    if kind == "const":
-        return f"{name} must be {error.validator_value}"
-    return f"{name or 'the value'} {_rule_text(error, name)}"
-
-
-def _field_name(parts: Sequence[str]) -> str:
-    text = ""
-    for part in parts:
-        text += f"[{part}]" if part.isdigit() else (f".{part}" if text else part)
-    return text
-
-
-def _rule_text(error: Any, name: str) -> str:
-    kind, value = error.validator, error.validator_value
-    if kind == "type":
-        hint = _YAML_HINT if isinstance(error.instance, bool | int | float) else ""
-        return f"must be of type {value}{hint}"
-    if kind == "pattern":
-        base = name.split("[")[0].split(".")[-1]
-        return f"must be {_PATTERN_MEANING.get(base, 'in the documented format')}"
-    texts = {
-        "maxLength": f"is longer than {value} characters",
-        "minLength": "must not be empty",
-        "maxItems": f"has more than {value} items",
-        "minItems": f"needs at least {value} item",
-        "uniqueItems": "lists a number twice",
-    }
-    return texts.get(kind, "is invalid")
+    path = list(error.path)
+    inside = path[2:] if path[:1] == ["rules"] else path[1:] if path[:1] == ["default"] else path
+    return schemas.describe(error, schemas.label(inside), yaml=True)
 
 
 # Rules
@@ -377,39 +311,3 @@ def _number_problems(document: Mapping[str, Any]) -> list[RuleProblem]:
             except InvalidInputError as exc:
                 problems.append(RuleProblem(where, exc.message))
     return problems
-
-
-# Command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """python -m telephony.sms_rules check [FILE]: 0 when the file is valid, 1 if not."""
-    import argparse
-
-    parser = argparse.ArgumentParser(prog="python -m telephony.sms_rules")
-    commands = parser.add_subparsers(dest="command", required=True)
-    check = commands.add_parser("check", help="validate a rules file and list its problems")
-    check.add_argument(
-        "file",
-        nargs="?",
-        help=f"default: SMS_RULES_FILE (relative to the app folder), else {EXAMPLE_FILE}",
-    )
-    args = parser.parse_args(argv)
-    path = Path(args.file) if args.file else _configured_path(os.environ)
-    try:
-        rules = load_rules(path)
-    except SmsRulesError as exc:
-        print(f"{exc.source}: {len(exc.problems)} problem(s)", file=sys.stderr)
-        for problem in exc.problems:
-            print(f"  {problem}", file=sys.stderr)
-        return 1
-    print(f"{path}: ok ({len(rules.rules)} rules)")
-    return 0
-
-
-def _configured_path(env: Mapping[str, str]) -> Path:
-    return app_file(env.get("SMS_RULES_FILE", "").strip() or EXAMPLE_FILE)
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

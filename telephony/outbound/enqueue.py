@@ -1,7 +1,7 @@
 """Put an outbound command on the queue, from Python or the command line.
 
-    python -m telephony.enqueue sms +15558675310 "Your order shipped" [--key order-42]
-    python -m telephony.enqueue call +15558675310 --say "Your code is 1 2 3 4"
+    python -m telephony.outbound.enqueue sms +15558675310 "Your order shipped" [--key order-42]
+    python -m telephony.outbound.enqueue call +15558675310 --say "Your code is 1 2 3 4"
 
 Uses the app's settings: AzureWebJobsStorage (or the identity-based service URIs) and
 OUTBOUND_QUEUE_NAME. The command is validated against the published schema first, so a
@@ -19,14 +19,14 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from telephony.commands import CommandRules, parse_command
+from telephony.config.settings import Settings
 from telephony.errors import CommandRejectedError
-from telephony.settings import Settings
+from telephony.outbound.commands import CommandRules, parse_command
 
 
 def enqueue(command: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str:
     """Validate `command`, put it on the outbound queue, and return its idempotency key."""
-    from telephony.storage import queue_client
+    from telephony.adapters.storage import queue_client
 
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
@@ -39,7 +39,9 @@ def enqueue(command: Mapping[str, Any], env: Mapping[str, str] | None = None) ->
 
 
 def _arguments(argv: Sequence[str] | None) -> dict[str, Any]:
-    parser = argparse.ArgumentParser(prog="python -m telephony.enqueue", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m telephony.outbound.enqueue", description=__doc__
+    )
     parser.add_argument("kind", choices=["sms", "call"])
     parser.add_argument("to", help="E.164 number, e.g. +15558675310")
     parser.add_argument("body", nargs="?", help="SMS text")

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from telephony.errors import SettingsError
+
 
 @dataclass(frozen=True)
 class SettingSpec:
@@ -97,10 +99,6 @@ SETTINGS: tuple[SettingSpec, ...] = (
 )
 
 SETTINGS_BY_NAME: dict[str, SettingSpec] = {spec.name: spec for spec in SETTINGS}
-
-
-class SettingsError(ValueError):
-    """A setting is missing or malformed; the message names the setting."""
 
 
 @dataclass(frozen=True)

@@ -1,39 +1,58 @@
-"""Delivery records in Azure Table Storage (azure-data-tables).
+"""Delivery records and opt-outs in Azure Table Storage (azure-data-tables).
 
-One entity per idempotency key. Keys may hold characters that Table keys forbid
+Delivery records: one entity per idempotency key. Keys may hold characters that Table keys forbid
 (/ \\ # ?), so the PartitionKey is the key's SHA-256; the key itself is a property.
 Claims are inserts that fail when the entity exists; updates carry the ETag they read.
+
+Opt-outs: one entity per number, keyed by its hash (telephony/sms/optouts.py says why).
+Each table is created on first use if it is missing; the SDK is imported on first use, so
+the webhook paths only load it for STOP and START.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import threading
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from telephony.deliveries import DeliveryRecord, RecordChangedError, RecordExistsError
-from telephony.storage import ensure_table, storage_errors
+from telephony.adapters.storage import ensure_table, storage_errors
+from telephony.errors import RecordChangedError, RecordExistsError
+from telephony.outbound.records import DeliveryRecord
+from telephony.sms.optouts import OptOut, optout_key
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
 ROW_KEY = "delivery"
 PENDING_ROW_KEY = "pending"  # the marker written by POST /api/messages
+OPTOUT_ROW_KEY = "optout"
 
 
 def partition_of(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
 
 
-class TableDeliveryStore:
-    """DeliveryStore on one table; the table is created on first use if it is missing."""
+class _Table:
+    """One table, created on first use if it is missing (one round trip, once)."""
 
     def __init__(self, service: TableServiceClient, table_name: str) -> None:
         self._service = service
         self._table_name = table_name
         self._table: TableClient | None = None
         self._lock = threading.Lock()
+
+    def _client(self) -> TableClient:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = ensure_table(self._service, self._table_name)
+        return self._table
+
+
+class TableDeliveryStore(_Table):
+    """DeliveryStore on one table."""
 
     def get(self, key: str) -> DeliveryRecord | None:
         from azure.core.exceptions import ResourceNotFoundError
@@ -86,12 +105,43 @@ class TableDeliveryStore:
                 raise RecordChangedError(record.key) from None
         return _with_etag(record, meta)
 
-    def _client(self) -> TableClient:
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = ensure_table(self._service, self._table_name)
-        return self._table
+
+class TableOptOutStore(_Table):
+    """OptOutStore on one table."""
+
+    def add(self, optout: OptOut) -> None:
+        """One upsert: a second STOP refreshes the time instead of failing."""
+        from azure.data.tables import UpdateMode
+
+        entity: dict[str, Any] = {
+            "PartitionKey": optout_key(optout.number),
+            "RowKey": OPTOUT_ROW_KEY,
+            "Keyword": optout.keyword,
+            "OptedOutAt": optout.at,
+        }
+        if optout.message_sid:
+            entity["MessageSid"] = optout.message_sid
+        with storage_errors("record an opt-out"):
+            self._client().upsert_entity(entity, mode=UpdateMode.REPLACE)
+
+    def remove(self, number: str) -> None:
+        """One delete; a number that never opted out is not an error."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        # START from a number that never opted out is no error.
+        with storage_errors("remove an opt-out"), contextlib.suppress(ResourceNotFoundError):
+            self._client().delete_entity(optout_key(number), OPTOUT_ROW_KEY)
+
+    def is_opted_out(self, number: str) -> bool:
+        """One point read of the entity (selecting no properties beyond its key)."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors("read opt-outs"):
+            try:
+                self._client().get_entity(optout_key(number), OPTOUT_ROW_KEY, select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
+        return True
 
 
 def _entity(record: DeliveryRecord) -> dict[str, Any]:

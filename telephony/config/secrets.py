@@ -2,8 +2,8 @@
 
 An environment value wins: that is also how App Service Key Vault references arrive. Values
 read from Key Vault are cached for `max_age` seconds (monotonic clock), so a rotated secret
-is picked up without a restart. Nothing is fetched, and no Azure SDK is imported, until a
-secret is first needed.
+is picked up without a restart. Nothing is fetched until a secret is first needed; the
+vault itself is read by telephony/adapters/keyvault.py.
 """
 
 from __future__ import annotations
@@ -13,34 +13,15 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
-if TYPE_CHECKING:
-    from azure.keyvault.secrets import SecretClient
-
-from telephony.settings import SETTINGS_BY_NAME
+from telephony.config.settings import SETTINGS_BY_NAME
+from telephony.errors import SecretBackendError, SecretUnavailableError
 
 logger = logging.getLogger(__name__)
 
 # An app setting holding an unresolved Key Vault reference keeps its literal text.
 _UNRESOLVED_REFERENCE = "@Microsoft.KeyVault("
-
-
-class SecretStoreError(Exception):
-    """Base of every secret store failure. Messages name the setting, never a value."""
-
-
-class SecretUnavailableError(SecretStoreError):
-    """A required secret could not be read (absent everywhere, or the vault failed)."""
-
-    def __init__(self, setting: str, reason: str) -> None:
-        super().__init__(f"secret {setting} is unavailable: {reason}")
-        self.setting = setting
-        self.reason = reason
-
-
-class SecretBackendError(SecretStoreError):
-    """The secret back end (Key Vault) failed; raised by back ends, wrapped by the store."""
 
 
 class SecretFetcher(Protocol):
@@ -123,43 +104,3 @@ class SecretStore:
             logger.warning("Key Vault read failed; reusing cached %s (%s)", setting, exc)
             return cached.value
         raise SecretUnavailableError(setting, str(exc)) from exc
-
-
-class KeyVaultSecretFetcher:
-    """Reads secrets from Azure Key Vault with the app's managed identity."""
-
-    def __init__(self, vault_url: str, client_id: str | None = None) -> None:
-        self._vault_url = vault_url
-        self._client_id = client_id
-        self._client: SecretClient | None = None
-
-    def fetch(self, secret_name: str) -> str | None:
-        # Imported here: the Azure SDKs cost cold-start time that most requests never need.
-        from azure.core.exceptions import AzureError, ResourceNotFoundError
-
-        try:
-            return self._secret_client().get_secret(secret_name).value
-        except ResourceNotFoundError:
-            return None
-        except AzureError as exc:
-            raise SecretBackendError(
-                f"Key Vault read of {secret_name} failed ({type(exc).__name__})"
-            ) from exc
-
-    def _secret_client(self) -> SecretClient:
-        if self._client is None:
-            from azure.identity import ManagedIdentityCredential
-            from azure.keyvault.secrets import SecretClient
-
-            credential = ManagedIdentityCredential(client_id=self._client_id)
-            self._client = SecretClient(
-                self._vault_url,
-                credential,
-                # The store falls back to a cached value; fail fast rather than stall a webhook.
-                retry_total=2,
-                retry_backoff_factor=0.2,
-                retry_backoff_max=2,
-                connection_timeout=3,
-                read_timeout=5,
-            )
-        return self._client

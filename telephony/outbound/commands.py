@@ -14,15 +14,15 @@ import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
 from typing import Any, Literal
 
+from telephony import schemas
 from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.phone import check_destination, parse_e164
 
-SCHEMA_FILE = "outbound-command.v1.json"
 SCHEDULE_MIN = timedelta(minutes=15)  # Twilio's window for scheduled messages
 SCHEDULE_MAX = timedelta(days=35)
+CALL_CONTENT = ("say", "url", "twiml", "flow")  # what a call does once answered: one at most
 
 
 @dataclass(frozen=True)
@@ -78,6 +78,7 @@ def parse_command(
         assert isinstance(document, dict)
         command = _build(document, key)
         check_destination(command.to, rules.allowed_regions, "to")
+        _check_twiml(command.twiml)
         _check_schedule(command, rules, now)
         _check_flow(command, rules)
     except CommandRejectedError:
@@ -89,7 +90,7 @@ def parse_command(
 
 def command_schema() -> dict[str, Any]:
     """The published JSON Schema of the command (the one definition of the contract)."""
-    return _schema()
+    return schemas.load(schemas.COMMAND)
 
 
 def _json_or_base64_json(text: str) -> object:
@@ -127,66 +128,18 @@ def _validate_schema(document: object) -> None:
     kind = document.get("kind")
     if kind not in ("sms", "call"):
         raise InvalidInputError("kind must be sms or call", "kind")
-    error = _first_error(_validator(kind), document)
-    if error is not None:
-        raise error
-
-
-def _first_error(validator: Any, document: dict[str, Any]) -> InvalidInputError | None:
+    given = [name for name in CALL_CONTENT if kind == "call" and name in document]
+    if len(given) > 1:
+        raise InvalidInputError(f"give at most one of {', '.join(CALL_CONTENT)}", given[1])
+    # Validate against the branch the kind names, so errors speak of that kind only.
     from jsonschema.exceptions import best_match
 
-    error = best_match(validator.iter_errors(document))
-    if error is None:
-        return None
-    return InvalidInputError(_message(error), _field(error))
-
-
-def _field(error: Any) -> str | None:
-    if error.path:
-        return str(error.path[0])
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return extra[0] if extra else None
-    if error.validator == "required":
-        return str(error.message.split("'")[1])
-    return None
-
-
-# Messages describe the rule, never the value: values can be phone numbers or message text.
-_RULES = {
-    "maxLength": "is longer than {} characters",
-    "minLength": "is too short (at least {} characters)",
-    "maxItems": "has more than {} items",
-    "minItems": "needs at least {} item",
-    "type": "must be of type {}",
-    "const": "must be {}",
-}
-
-
-def _message(error: Any) -> str:
-    field = _field(error)
-    where = ".".join(str(part) for part in error.path) or field or "the command"
-    if error.validator == "additionalProperties" and field:
-        return f"unknown field {field}"
-    if error.validator == "required":
-        return f"{where} is required"
-    if error.validator == "anyOf" and not error.path:
-        return "an sms needs body or media_urls"
-    if error.validator == "not" and not error.path:
-        return "give at most one of say, url, twiml, flow"
-    if error.validator == "pattern":
-        return f"{where} must be {_PATTERN_MEANING.get(field or '', 'in the documented format')}"
-    rule = _RULES.get(error.validator)
-    return f"{where} {rule.format(error.validator_value)}" if rule else f"{where} is invalid"
-
-
-_PATTERN_MEANING = {
-    "to": "an E.164 number such as +15558675310",
-    "from": "an E.164 number such as +15017122661",
-    "url": "an https URL",
-    "flow": "a flow id (letters, digits, _ . -)",
-    "media_urls": "https URLs",
-}
+    error = best_match(schemas.validator(schemas.COMMAND, kind).iter_errors(document))
+    if error is not None:
+        where = schemas.label(error.path)
+        raise InvalidInputError(
+            schemas.describe(error, where, document="the command"), schemas.field_of(error)
+        )
 
 
 def _build(document: dict[str, Any], key: str) -> OutboundCommand:
@@ -227,27 +180,24 @@ def _check_schedule(command: OutboundCommand, rules: CommandRules, now: datetime
         raise InvalidInputError("send_at must be between 15 minutes and 35 days ahead", "send_at")
 
 
+def _check_twiml(twiml: str | None) -> None:
+    """A call's TwiML must be a well-formed <Response> document, refused before Twilio sees it."""
+    if twiml is None:
+        return
+    # Imported here: only this rarely used option parses caller-supplied XML.
+    from defusedxml import ElementTree
+    from defusedxml.common import DefusedXmlException
+
+    try:
+        root = ElementTree.fromstring(twiml)
+    except (ElementTree.ParseError, DefusedXmlException):
+        raise InvalidInputError("twiml is not well-formed XML", "twiml") from None
+    if root.tag != "Response":
+        raise InvalidInputError("twiml must have a <Response> root element", "twiml")
+
+
 def _check_flow(command: OutboundCommand, rules: CommandRules) -> None:
     if command.flow is None or rules.flow_exists is None:
         return
     if not rules.flow_exists(command.flow):
         raise InvalidInputError(f"flow {command.flow} is not defined in CALL_FLOWS_FILE", "flow")
-
-
-@cache
-def _schema() -> dict[str, Any]:
-    from importlib import resources
-
-    text = resources.files("telephony.schemas").joinpath(SCHEMA_FILE).read_text("utf-8")
-    return json.loads(text)  # type: ignore[no-any-return]
-
-
-@cache
-def _validator(kind: str) -> Any:
-    # Imported here: jsonschema costs cold-start time the webhook paths never need.
-    from jsonschema import Draft202012Validator
-
-    schema = _schema()
-    # Validate against the branch the kind names, so errors speak of that kind only.
-    branch = {"$ref": f"#/$defs/{kind}", "$defs": schema["$defs"]}
-    return Draft202012Validator(branch)

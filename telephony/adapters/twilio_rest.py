@@ -1,4 +1,4 @@
-"""The Twilio REST gateway: one pooled client per process, errors sorted by what to do next.
+"""The Twilio REST adapter: one pooled client per process, errors sorted by what to do next.
 
 twilio.rest and requests are imported when the first request is made, not at import time.
 """
@@ -8,16 +8,18 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from telephony.twilio_errors import (
+from telephony.adapters.twiml import say_response
+from telephony.errors import (
     CredentialsUnavailableError,
-    TwilioGatewayError,
+    SecretStoreError,
+    SettingsError,
     TwilioOutcomeUnknownError,
     TwilioRejectedError,
     TwilioUnavailableError,
 )
+from telephony.outbound.sender import CreatedResource, OutboundCall, OutboundSms
 
 if TYPE_CHECKING:
     from twilio.http.http_client import TwilioHttpClient
@@ -41,34 +43,6 @@ class Credentials:
     password: str
 
 
-@dataclass(frozen=True)
-class OutboundCall:
-    to: str
-    from_: str
-    status_callback: str | None
-    url: str | None = None
-    twiml: str | None = None
-
-
-@dataclass(frozen=True)
-class OutboundSms:
-    to: str
-    from_: str | None
-    messaging_service_sid: str | None
-    body: str | None
-    media_urls: tuple[str, ...]
-    status_callback: str | None
-    send_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class CreatedResource:
-    """A call or message Twilio accepted."""
-
-    sid: str
-    status: str
-
-
 class TwilioGateway:
     """Places calls and sends messages through twilio's REST client."""
 
@@ -77,10 +51,13 @@ class TwilioGateway:
         credentials: Callable[[], Credentials],
         api_base_url: str | None = None,
         pool_size: int = POOL_SIZE,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+        read_timeout: float = READ_TIMEOUT_SECONDS,
     ) -> None:
         self._credentials = credentials
         self._api_base_url = api_base_url
         self._pool_size = pool_size
+        self._timeouts = (connect_timeout, read_timeout)
         self._lock = threading.Lock()
         self._http: TwilioHttpClient | None = None
         self._client: Client | None = None
@@ -88,7 +65,8 @@ class TwilioGateway:
 
     def place_call(self, call: OutboundCall) -> CreatedResource:
         """Create a call; raises TwilioRejectedError or TwilioUnavailableError."""
-        options: dict[str, Any] = {"url": call.url} if call.url else {"twiml": call.twiml}
+        twiml = say_response(call.say) if call.say else call.twiml
+        options: dict[str, Any] = {"url": call.url} if call.url else {"twiml": twiml}
         return self._create(
             lambda client: client.calls.create(
                 to=call.to,
@@ -130,8 +108,6 @@ class TwilioGateway:
         return CreatedResource(sid=resource.sid, status=str(resource.status))
 
     def _rest_client(self) -> Client:
-        from telephony.secrets import SecretStoreError
-        from telephony.settings import SettingsError
 
         try:
             credentials = self._credentials()
@@ -162,12 +138,12 @@ class TwilioGateway:
         if self._http is None:
             from twilio.http.http_client import TwilioHttpClient
 
-            from telephony.http_session import pooled_session
+            from telephony.adapters.http_pool import pooled_session
 
             http = TwilioHttpClient(pool_connections=True)
             http.session = pooled_session(self._pool_size)
             # Set after construction: the constructor accepts one number, requests takes both.
-            http.timeout = (CONNECT_TIMEOUT_SECONDS, READ_TIMEOUT_SECONDS)
+            http.timeout = self._timeouts
             self._http = http
         return self._http
 
@@ -185,7 +161,7 @@ def _transport_error(exc: Exception) -> TwilioUnavailableError:
     return TwilioOutcomeUnknownError(f"no answer from Twilio ({type(exc).__name__})")
 
 
-def _classify(exc: Any) -> TwilioGatewayError:
+def _classify(exc: Any) -> TwilioRejectedError | TwilioUnavailableError:
     status = int(exc.status)
     code = int(exc.code) if exc.code else None
     if status == 429 or status >= 500:

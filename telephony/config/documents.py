@@ -8,14 +8,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from telephony.errors import DocumentReadError
+
 # The app's folder (where function_app.py is): relative document paths start here.
-APP_ROOT = Path(__file__).resolve().parent.parent
+APP_ROOT = Path(__file__).resolve().parents[2]
 YAML_SUFFIXES = frozenset({".yaml", ".yml"})
 JSON_SUFFIXES = frozenset({".json"})
-
-
-class DocumentReadError(ValueError):
-    """The document cannot be read or parsed; the message is the reason, without the path."""
 
 
 def app_file(name: str) -> Path:

@@ -1,53 +1,35 @@
-"""Queued outbound sends: the `outbound` queue trigger, POST and GET /api/messages."""
+"""Queued sends over HTTP: POST /api/messages enqueues a command, GET reads its record."""
 
 from __future__ import annotations
 
-import logging
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import azure.functions as func
 
-from telephony.blueprints.http import (
-    HANDLED_ERRORS,
+from telephony.container import get_container
+from telephony.handlers.http import (
+    answers_errors,
     base_url,
-    error_response,
     json_error,
     json_response,
     read_json,
 )
-from telephony.container import get_container
-from telephony.logs import log_event
 from telephony.phone import mask
 
 if TYPE_CHECKING:
-    from telephony.deliveries import DeliveryRecord
+    from telephony.outbound.records import DeliveryRecord
 
-logger = logging.getLogger(__name__)
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
-
-
-@bp.function_name("outbound")
-@bp.queue_trigger(
-    arg_name="msg", queue_name="%OUTBOUND_QUEUE_NAME%", connection="AzureWebJobsStorage"
-)
-def outbound(msg: func.QueueMessage) -> None:
-    """Send one queued command; raising makes the host retry (poison after maxDequeueCount)."""
-    text = msg.get_body().decode("utf-8", errors="replace")
-    service = get_container().outbound_service()
-    outcome = service.handle(text, msg.id or "", msg.dequeue_count or 1)
-    log_event(logger, "outbound_done", function="outbound", outcome=outcome.value)
 
 
 @bp.function_name("send_message")
 @bp.route(route="messages", methods=["POST"], auth_level=func.AuthLevel.FUNCTION)
+@answers_errors("send_message")
 def send_message(req: func.HttpRequest) -> func.HttpResponse:
     """Validate and enqueue a command: 202 {"id", "status_url"}; 200 for a used key."""
-    try:
-        container = get_container()
-        record, created = container.submit_command(read_json(req))
-    except HANDLED_ERRORS as exc:
-        return error_response(exc, "send_message")
+    container = get_container()
+    record, created = container.outbound.submit(read_json(req))
     base = base_url(req, container.settings.public_base_url)
     body = {**_view(record), "status_url": f"{base}/api/messages/{quote(record.key, safe='')}"}
     return json_response(body, 202 if created else 200)
@@ -55,13 +37,10 @@ def send_message(req: func.HttpRequest) -> func.HttpResponse:
 
 @bp.function_name("get_message")
 @bp.route(route="messages/{id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
+@answers_errors("get_message")
 def get_message(req: func.HttpRequest) -> func.HttpResponse:
     """The delivery record of one command, by its id (the idempotency key)."""
-    key = req.route_params.get("id", "")
-    try:
-        record = get_container().outbound_service().record_of(key)
-    except HANDLED_ERRORS as exc:
-        return error_response(exc, "get_message")
+    record = get_container().outbound.record_of(req.route_params.get("id", ""))
     if record is None:
         return json_error(404, "no message with this id", "id")
     return json_response(_view(record))

@@ -15,23 +15,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
-from telephony.errors import CommandRejectedError
+from telephony.errors import CommandRejectedError, RecipientOptedOutError
 from telephony.logs import log_event
-from telephony.optouts import OptOut, OptOutStore, RecipientOptedOutError
+from telephony.sms.keywords import KeywordKind, keyword_of
+from telephony.sms.optouts import OptOut, OptOutStore
 
 if TYPE_CHECKING:
     # Only for types: the rules module (and its validation) loads with SMS_RULES_FILE.
-    from telephony.sms_rules import Action, SmsRules
+    from telephony.sms.rules import Action, SmsRules
 
 logger = logging.getLogger(__name__)
-
-# Twilio's own keywords, so that the app and Twilio agree on who opted out.
-OPT_OUT_KEYWORDS = frozenset(
-    {"STOP", "STOPALL", "UNSUBSCRIBE", "CANCEL", "END", "QUIT", "REVOKE", "OPTOUT"}
-)
-OPT_IN_KEYWORDS = frozenset({"START", "YES", "UNSTOP"})
-HELP_KEYWORDS = frozenset({"HELP", "INFO"})
-KeywordKind = Literal["opt_out", "opt_in", "help"]
 
 MAX_REPLY_CHARS = 1600  # Twilio's limit for one message body
 # Replaced in one pass, so a value that itself holds "{from}" is never expanded again.
@@ -40,30 +33,18 @@ _PLACEHOLDER = re.compile(r"\{(from|body|to)\}")
 DEFAULT_HELP_REPLY = "Reply STOP to stop receiving messages from this number, START to resume."
 DEFAULT_START_REPLY = "You will receive messages from this number again. Reply STOP to stop."
 
-Outcome = Literal["opt_out", "opt_in", "help", "rule", "default", "auto_reply", "no_match"]
+SmsOutcome = Literal["opt_out", "opt_in", "help", "rule", "default", "auto_reply", "no_match"]
 # Puts one outbound command (a dict of the queue contract) on the queue, at most once per key.
 Forwarder = Callable[[dict[str, object]], object]
 
 
 class WebhookFields(Protocol):
-    """Form fields of a webhook (telephony.signature.FormParams, or a dict in tests)."""
+    """Form fields of a webhook (telephony.adapters.signature.FormParams, or a dict in tests)."""
 
     def get(self, name: str, default: str | None = None, /) -> str | None: ...
 
 
-def keyword_of(text: str) -> tuple[KeywordKind, str] | None:
-    """The opt-out, opt-in or help keyword that `text` is (whole message, any case)."""
-    word = text.strip().upper()
-    if word in OPT_OUT_KEYWORDS:
-        return "opt_out", word
-    if word in OPT_IN_KEYWORDS:
-        return "opt_in", word
-    if word in HELP_KEYWORDS:
-        return "help", word
-    return None
-
-
-def render(template: str, values: Mapping[str, str]) -> str:
+def fill_template(template: str, values: Mapping[str, str]) -> str:
     """`template` with {from}, {body} and {to} replaced; nothing else is interpreted."""
     return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), ""), template)[:MAX_REPLY_CHARS]
 
@@ -101,7 +82,7 @@ class InboundSms:
 class SmsDecision:
     """What to do with one inbound message."""
 
-    outcome: Outcome
+    outcome: SmsOutcome
     reply: str | None = None
     forward: tuple[str, ...] = ()
     keyword: str | None = None
@@ -131,13 +112,13 @@ def _keyword_decision(
         return SmsDecision("opt_out", keyword=word)
     configured = (rules.help if kind == "help" else rules.start) if rules else None
     template = configured or (DEFAULT_HELP_REPLY if kind == "help" else DEFAULT_START_REPLY)
-    return SmsDecision(kind, reply=render(template, message.placeholders()), keyword=word)
+    return SmsDecision(kind, reply=fill_template(template, message.placeholders()), keyword=word)
 
 
 def _action_decision(
-    outcome: Outcome, action: Action, message: InboundSms, rule: str | None = None
+    outcome: SmsOutcome, action: Action, message: InboundSms, rule: str | None = None
 ) -> SmsDecision:
-    reply = render(action.reply, message.placeholders()) if action.reply else None
+    reply = fill_template(action.reply, message.placeholders()) if action.reply else None
     return SmsDecision(outcome, reply=reply, forward=action.forward, rule=rule)
 
 

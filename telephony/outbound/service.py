@@ -2,25 +2,35 @@
 
 Every message ends in exactly one outcome, each recorded and logged: sent, rejected,
 failed, duplicate, in doubt, or (raised) retry, which becomes poison on the last attempt.
+The error family decides which: invalid input and conflicts are rejected, an upstream
+refusal fails, a lost answer is in doubt, and anything unavailable is retried.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
+import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Protocol
 
-from telephony.commands import (
-    CommandRules,
-    OutboundCommand,
-    decode_message,
-    parse_command,
+from telephony.errors import (
+    CommandRejectedError,
+    ConflictError,
+    InvalidInputError,
+    RecordExistsError,
+    RetryLaterError,
+    TwilioOutcomeUnknownError,
+    TwilioUnavailableError,
+    UpstreamRejectedError,
 )
-from telephony.deliveries import (
+from telephony.logs import log_event
+from telephony.outbound.calls import build_call, status_callback_url
+from telephony.outbound.commands import CommandRules, OutboundCommand, decode_message, parse_command
+from telephony.outbound.records import (
     CLAIMED,
     FAILED,
     IN_DOUBT,
@@ -31,24 +41,11 @@ from telephony.deliveries import (
     SETTLED,
     DeliveryRecord,
     DeliveryStore,
-    RecordExistsError,
     advance,
     apply_callback,
 )
-from telephony.errors import CommandRejectedError
-from telephony.logs import log_event
-from telephony.optouts import (
-    OPTED_OUT,
-    OptOutStore,
-    ensure_can_contact,
-)
-from telephony.twilio_errors import (
-    TwilioOutcomeUnknownError,
-    TwilioRejectedError,
-    TwilioUnavailableError,
-)
-from telephony.twilio_gateway import CreatedResource, OutboundCall, OutboundSms
-from telephony.twiml import say_response
+from telephony.outbound.sender import CreatedResource, OutboundSms, Sender, SenderDefaults
+from telephony.sms.optouts import OPTED_OUT, OptOutStore, ensure_can_contact
 
 logger = logging.getLogger(__name__)
 
@@ -62,31 +59,12 @@ RETRYABLE = frozenset({POISON, REJECTED})
 LEASE = timedelta(seconds=60)
 
 
-class Outcome(Enum):
+class SendOutcome(Enum):
     SENT = "sent"
     REJECTED = "rejected"
     FAILED = "failed"
     DUPLICATE = "duplicate"
     IN_DOUBT = "in_doubt"
-
-
-class RetryLaterError(Exception):
-    """Transient: the function raises it so the host redelivers the message."""
-
-
-class Sender(Protocol):
-    def send_message(self, sms: OutboundSms) -> CreatedResource: ...
-
-    def place_call(self, call: OutboundCall) -> CreatedResource: ...
-
-
-@dataclass(frozen=True)
-class SenderDefaults:
-    """Defaults from settings: senders, and where Twilio calls back."""
-
-    phone_number: str | None
-    messaging_service_sid: str | None
-    public_base_url: str | None
 
 
 class OutboundService:
@@ -98,54 +76,54 @@ class OutboundService:
         sender: Sender,
         rules: CommandRules,
         defaults: SenderDefaults,
+        optouts: OptOutStore,
+        enqueue: Callable[[str], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
-        optouts: OptOutStore | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
         self._rules = rules
         self._defaults = defaults
+        self._optouts = optouts
+        self._enqueue = enqueue  # puts one message on the outbound queue
         self._clock = clock
-        self._optouts = optouts  # None: no opt-out checks (unit tests of the send path)
 
-    def handle(self, text: str, message_id: str, dequeue_count: int) -> Outcome:
+    def handle(self, text: str, message_id: str, dequeue_count: int) -> SendOutcome:
         """Process one queue message; raises RetryLaterError for the host to retry."""
         try:
             document, event_id = decode_message(text)
             command = parse_command(document, event_id or message_id, self._rules, self._clock())
         except CommandRejectedError as exc:
-            return self._reject(exc, message_id)
-        if self._opted_out(command.to):
-            return self._reject_opted_out(command)
+            return self._reject(exc.key or message_id, exc.message, field=exc.field)
+        try:
+            ensure_can_contact(self._optouts, command.to)
+        except ConflictError:
+            return self._reject(command.idempotency_key, OPTED_OUT, command)
         record = self._claim(command)
         if record is None:
             log_event(logger, "outbound_duplicate", key=command.idempotency_key)
-            return Outcome.DUPLICATE
+            return SendOutcome.DUPLICATE
         if record.status == IN_DOUBT:
-            return Outcome.IN_DOUBT
+            return SendOutcome.IN_DOUBT
         return self._send(command, record, dequeue_count)
 
     def record_of(self, key: str) -> DeliveryRecord | None:
         """The delivery record of `key`, or its pending marker before a worker claims it."""
         return self._store.lookup(key)
 
-    def submit(self, document: object, put: Callable[[str], object]) -> tuple[DeliveryRecord, bool]:
+    def submit(self, document: object) -> tuple[DeliveryRecord, bool]:
         """Validate and enqueue a command from HTTP; (record, False) when the key was used.
 
         Raises CommandRejectedError for an invalid command and RecipientOptedOutError for
         a recipient that opted out, before anything is enqueued.
         """
-        import json
-        import uuid
-
         command = parse_command(document, uuid.uuid4().hex, self._rules, self._clock())
         existing = self._store.lookup(command.idempotency_key)
         if existing is not None:
             return existing, False
-        if self._optouts is not None:
-            ensure_can_contact(self._optouts, command.to)
+        ensure_can_contact(self._optouts, command.to)
         assert isinstance(document, dict)
-        put(json.dumps({**document, "idempotency_key": command.idempotency_key}))
+        self._enqueue(json.dumps({**document, "idempotency_key": command.idempotency_key}))
         now = self._clock()
         pending = DeliveryRecord(
             key=command.idempotency_key, kind=command.kind, to=command.to, status=PENDING,
@@ -169,38 +147,22 @@ class OutboundService:
             self._store, record, lambda r: apply_callback(r, status, sid, error_code, now)
         )
 
-    def _reject(self, exc: CommandRejectedError, message_id: str) -> Outcome:
-        key = exc.key or message_id
-        log_event(
-            logger,
-            "outbound_rejected",
-            logging.WARNING,
-            key=key,
-            field=exc.field,
-            reason=exc.message,
-        )
+    def _reject(
+        self,
+        key: str,
+        reason: str,
+        command: OutboundCommand | None = None,
+        field: str | None = None,
+    ) -> SendOutcome:
+        """Record and log a command that can never be sent as it is (None: it did not parse)."""
+        log_event(logger, "outbound_rejected", logging.WARNING, key=key, field=field, reason=reason)
         now = self._clock()
         record = DeliveryRecord(
-            key=key, kind="unknown", to="", status=REJECTED, created_at=now, updated_at=now,
-            reason=exc.message,
+            key=key, kind=command.kind if command else "unknown", to=command.to if command else "",
+            status=REJECTED, created_at=now, updated_at=now, reason=reason,
         )  # fmt: skip
         self._record_rejection(record)
-        return Outcome.REJECTED
-
-    def _opted_out(self, number: str) -> bool:
-        """One point read of the opt-out table; StorageUnavailableError makes the host retry."""
-        return self._optouts is not None and self._optouts.is_opted_out(number)
-
-    def _reject_opted_out(self, command: OutboundCommand) -> Outcome:
-        key = command.idempotency_key
-        log_event(logger, "outbound_rejected", logging.WARNING, key=key, reason=OPTED_OUT)
-        now = self._clock()
-        record = DeliveryRecord(
-            key=key, kind=command.kind, to=command.to, status=REJECTED, created_at=now,
-            updated_at=now, reason=OPTED_OUT,
-        )  # fmt: skip
-        self._record_rejection(record)
-        return Outcome.REJECTED
+        return SendOutcome.REJECTED
 
     def _record_rejection(self, record: DeliveryRecord) -> None:
         """Store a rejection; a key that already had its send keeps its record."""
@@ -252,36 +214,36 @@ class OutboundService:
 
     def _send(
         self, command: OutboundCommand, record: DeliveryRecord, dequeue_count: int
-    ) -> Outcome:
+    ) -> SendOutcome:
         try:
             created = self._dispatch(command)
-        except CommandRejectedError as exc:
+        except InvalidInputError as exc:
             self._finish(record, REJECTED, reason=exc.message)
             log_event(
                 logger, "outbound_rejected", logging.WARNING, key=record.key, reason=exc.message
             )
-            return Outcome.REJECTED
-        except TwilioRejectedError as exc:
-            self._finish(record, FAILED, error_code=exc.code, reason=exc.message)
-            log_event(
-                logger, "outbound_failed", logging.WARNING, key=record.key, twilio_code=exc.code
-            )
-            return Outcome.FAILED
+            return SendOutcome.REJECTED
+        except UpstreamRejectedError as exc:
+            code = getattr(exc, "code", None)
+            self._finish(record, FAILED, error_code=code, reason=exc.message)
+            log_event(logger, "outbound_failed", logging.WARNING, key=record.key, twilio_code=code)
+            return SendOutcome.FAILED
         except TwilioOutcomeUnknownError as exc:
             self._in_doubt(record, str(exc))
-            return Outcome.IN_DOUBT
+            return SendOutcome.IN_DOUBT
         except TwilioUnavailableError as exc:
             self._retry_or_poison(record, exc, dequeue_count)
             raise RetryLaterError(str(exc)) from exc
         self._finish(record, created.status, twilio_sid=created.sid)
         log_event(logger, "outbound_sent", key=record.key, to=record.to, sid=created.sid)
-        return Outcome.SENT
+        return SendOutcome.SENT
 
     def _dispatch(self, command: OutboundCommand) -> CreatedResource:
-        callback = self._callback_url(command.idempotency_key)
+        base = self._defaults.public_base_url
+        callback = status_callback_url(base, command.idempotency_key)
         if command.kind == "sms":
             return self._sender.send_message(self._sms(command, callback))
-        return self._sender.place_call(self._call(command, callback))
+        return self._sender.place_call(build_call(command, self._defaults, base, callback))
 
     def _sms(self, command: OutboundCommand, callback: str | None) -> OutboundSms:
         service = self._defaults.messaging_service_sid
@@ -295,27 +257,6 @@ class OutboundService:
             status_callback=callback,
             send_at=command.send_at,
         )
-
-    def _call(self, command: OutboundCommand, callback: str | None) -> OutboundCall:
-        sender = command.from_ or self._defaults.phone_number
-        if sender is None:
-            raise CommandRejectedError("a call needs from, or TWILIO_PHONE_NUMBER", "from")
-        twiml = say_response(command.say) if command.say else command.twiml
-        base = self._defaults.public_base_url
-        if command.flow is not None:
-            if base is None:
-                raise CommandRejectedError("a call with a flow needs PUBLIC_BASE_URL", "flow")
-            return OutboundCall(command.to, sender, callback, url=_flow_url(base, command.flow))
-        url = command.url or (f"{base}/api/voice_url" if base and not twiml else None)
-        if url is None and twiml is None:
-            raise CommandRejectedError("a call without say, url or twiml needs PUBLIC_BASE_URL")
-        return OutboundCall(command.to, sender, callback, url=url, twiml=twiml)
-
-    def _callback_url(self, key: str) -> str | None:
-        from urllib.parse import quote
-
-        base = self._defaults.public_base_url
-        return f"{base}/api/status_callback?id={quote(key, safe='')}" if base else None
 
     def _finish(self, record: DeliveryRecord, status: str, **changes: object) -> None:
         now = self._clock()
@@ -341,12 +282,6 @@ class OutboundService:
             record,
             lambda r: _settle(r, status, now, error_code=exc.code, reason=str(exc)),
         )
-
-
-def _flow_url(base: str, flow: str) -> str:
-    from telephony.flows.render import CallUrls
-
-    return CallUrls.for_base(base).flow(flow)
 
 
 def _settle(

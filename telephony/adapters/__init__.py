@@ -1,0 +1,1 @@
+"""Adapters: the only modules that import SDKs (Twilio, Azure Storage, Key Vault)."""

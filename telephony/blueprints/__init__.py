@@ -1,1 +1,0 @@
-"""One Blueprint per trigger family; handlers parse, call the domain, render."""

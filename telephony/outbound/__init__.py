@@ -1,0 +1,1 @@
+"""Outbound sends: the command contract, delivery records, calls, the service, the CLI."""

@@ -1,0 +1,62 @@
+"""What a send asks of Twilio, in the app's own types: the Sender interface and its requests.
+
+The Twilio REST adapter (telephony/adapters/twilio_rest.py) implements Sender; services and
+tests speak only these types, so no service imports the SDK.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class OutboundCall:
+    """A call to place. At most one of say/url/twiml; say is spoken, then the call ends."""
+
+    to: str
+    from_: str
+    status_callback: str | None
+    url: str | None = None
+    twiml: str | None = None
+    say: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboundSms:
+    """A message to send (scheduled when send_at is set)."""
+
+    to: str
+    from_: str | None
+    messaging_service_sid: str | None
+    body: str | None
+    media_urls: tuple[str, ...]
+    status_callback: str | None
+    send_at: datetime | None = None
+
+
+@dataclass(frozen=True)
+class SenderDefaults:
+    """Defaults from settings: senders, and where Twilio calls back."""
+
+    phone_number: str | None
+    messaging_service_sid: str | None
+    public_base_url: str | None
+
+
+@dataclass(frozen=True)
+class CreatedResource:
+    """A call or message Twilio accepted."""
+
+    sid: str
+    status: str
+
+
+class Sender(Protocol):
+    """Sends through Twilio. Raises TwilioRejectedError (for good), TwilioUnavailableError
+    (retry later) or TwilioOutcomeUnknownError (it may have been accepted)."""
+
+    def send_message(self, sms: OutboundSms) -> CreatedResource: ...
+
+    def place_call(self, call: OutboundCall) -> CreatedResource: ...

@@ -1,0 +1,1 @@
+"""Inbound SMS: keywords, the rules document, routing decisions, opt-outs."""

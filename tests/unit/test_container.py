@@ -1,0 +1,62 @@
+"""The container: parts given to it are used as given; the others are built once, on use."""
+
+from __future__ import annotations
+
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+from telephony.container import Container, build_container, part
+from tests.fakes import MemoryOptOutStore, MemoryStore, ScriptedSender
+
+ENV = {"TWILIO_ACCOUNT_SID": "AC" + "a" * 32, "TWILIO_PHONE_NUMBER": "+15017122661"}
+
+
+def test_nothing_is_built_when_the_container_is():
+    container = build_container({})
+    assert not any(isinstance(attr, part) for attr in vars(container).values())
+    built = set(vars(container)) - {"settings", "secrets", "env", "lock"}
+    assert built == set()
+
+
+def test_given_parts_are_used_and_the_services_are_built_on_them() -> None:
+    sender, store, optouts = ScriptedSender(), MemoryStore(), MemoryOptOutStore()
+    queued: list[str] = []
+    container = build_container(
+        ENV, sender=sender, deliveries=store, optouts=optouts, enqueue=queued.append
+    )
+    assert (container.sender, container.deliveries, container.optouts) == (sender, store, optouts)
+    record, created = container.outbound.submit(
+        {"kind": "sms", "to": "+15558675310", "body": "hi", "idempotency_key": "k"}
+    )
+    assert created and len(queued) == 1 and store.pending["k"] == record
+    assert container.outbound.handle(queued[0], "m", 1).value == "sent"
+    assert len(sender.sent) == 1 and optouts.round_trips == 2  # submit and send both check
+
+
+def test_a_part_is_built_once_when_many_threads_ask_at_once() -> None:
+    builds: list[object] = []
+
+    class Slow(Container):
+        @part
+        def slow(self) -> object:
+            builds.append(object())
+            time.sleep(0.05)  # long enough for every thread to ask before it is stored
+            return builds[-1]
+
+    container = Slow(build_container(ENV).settings, build_container(ENV).secrets)
+    start = threading.Barrier(8)
+
+    def ask(_: int) -> object:
+        start.wait()
+        return container.slow
+
+    with ThreadPoolExecutor(8) as pool:
+        answers = list(pool.map(ask, range(8)))
+    assert len(builds) == 1
+    assert all(answer is builds[0] for answer in answers)
+
+
+def test_a_part_may_build_on_other_parts_without_deadlock() -> None:
+    container = build_container(ENV, sender=ScriptedSender(), optouts=MemoryOptOutStore())
+    assert container.calls is container.calls  # builds command_rules, sender_defaults inside
