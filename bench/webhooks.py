@@ -6,6 +6,11 @@ Cold start: for each of N fresh interpreters, the time from before the first imp
 signed sms_url reply, in-process. The floor process imports only what any such app needs
 (azure.functions, twilio.twiml, twilio.request_validator) and builds the same reply.
 Figures are ratios against the floor measured in the same run.
+
+    .venv/bin/python bench/webhooks.py --compare .venv-py311/bin/python
+
+also measures the same pair under another interpreter (`make bench-311` builds one with
+Python 3.11 and the app's dependencies), each against the floor of its own Python.
 """
 
 from __future__ import annotations
@@ -68,14 +73,14 @@ def _signature() -> str:
     return RequestValidator(TOKEN).compute_signature(URL, PARAMS)  # type: ignore[no-any-return]
 
 
-def _run(body: str, runs: int) -> list[float]:
+def _run(body: str, runs: int, python: str = sys.executable) -> list[float]:
     env = {**os.environ, "TWILIO_AUTH_TOKEN": TOKEN, "TWILIO_ACCOUNT_SID": "AC" + "a" * 32}
     env.pop("KEY_VAULT_URI", None)
     script = _prelude(_signature()) + body
     times = []
     for _ in range(runs):
         out = subprocess.run(
-            [sys.executable, "-c", script],
+            [python, "-c", script],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -86,20 +91,32 @@ def _run(body: str, runs: int) -> list[float]:
     return times
 
 
-def cold_start(runs: int = 10) -> dict[str, float]:
-    """Median seconds to import and serve one request, app and floor, interleaved runs."""
-    app: list[float] = []
-    floor: list[float] = []
+def cold_start(pythons: list[str], runs: int = 10) -> dict[str, dict[str, float | str]]:
+    """Median seconds to import and serve one request, app and floor, per interpreter."""
+    app: dict[str, list[float]] = {python: [] for python in pythons}
+    floor: dict[str, list[float]] = {python: [] for python in pythons}
     for _ in range(runs):
-        # Interleaved so that drift in machine load touches both alike.
-        app += _run(APP_PROCESS, 1)
-        floor += _run(FLOOR_PROCESS, 1)
-    app_median, floor_median = statistics.median(app), statistics.median(floor)
-    return {
-        "app_median_s": app_median,
-        "floor_median_s": floor_median,
-        "ratio": app_median / floor_median,
-    }
+        # Interleaved so that drift in machine load touches every series alike.
+        for python in pythons:
+            app[python] += _run(APP_PROCESS, 1, python)
+            floor[python] += _run(FLOOR_PROCESS, 1, python)
+    report: dict[str, dict[str, float | str]] = {}
+    for python in pythons:
+        app_median, floor_median = statistics.median(app[python]), statistics.median(floor[python])
+        report[_version(python)] = {
+            "python": python,
+            "app_median_s": app_median,
+            "floor_median_s": floor_median,
+            "ratio": app_median / floor_median,
+        }
+    return report
+
+
+def _version(python: str) -> str:
+    script = "import sys; print('%d.%d' % sys.version_info[:2])"
+    return subprocess.run(
+        [python, "-c", script], capture_output=True, text=True, check=True
+    ).stdout.strip()
 
 
 def warm_latency(requests: int = 2000) -> dict[str, dict[str, float]]:
@@ -138,7 +155,14 @@ def warm_latency(requests: int = 2000) -> dict[str, dict[str, float]]:
 
 
 def main() -> None:
-    report = {"cold_start": cold_start(), "warm_latency": warm_latency()}
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Webhook cold start and warm latency.")
+    parser.add_argument("--compare", action="append", default=[], metavar="PYTHON",
+                        help="another interpreter with the app's dependencies")  # fmt: skip
+    args = parser.parse_args()
+    pythons = [sys.executable, *args.compare]
+    report = {"cold_start": cold_start(pythons), "warm_latency": warm_latency()}
     print(json.dumps(report, indent=2))
 
 

@@ -28,7 +28,7 @@ class _Server(uvicorn.Server):
     """uvicorn without its own signal handling: this host stops queues and HTTP together."""
 
     @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
+    def capture_signals(self) -> Generator[None]:
         # uvicorn would re-raise the signal after shutdown, so the process would die of
         # SIGTERM instead of exiting 0 once everything has finished.
         yield

@@ -28,6 +28,7 @@ MARKER_BY_DIRECTORY = {
     "functional": "functional",
     "integration": "peers",
     "infra": "infra",
+    "contract": "contract",
 }
 
 

@@ -11,7 +11,6 @@ from telephony.adapters.twiml import message_reply, say_response
 from telephony.container import Container
 from telephony.handlers.http import base_url, signed_webhook, xml_response
 from telephony.logs import log_event
-from telephony.outbound.records import StatusCallback
 from telephony.sms.routing import InboundSms, decide
 
 logger = logging.getLogger(__name__)
@@ -50,6 +49,8 @@ def _sms(container: Container, params: FormParams, req: func.HttpRequest) -> fun
 
 
 def _status(container: Container, params: FormParams, req: func.HttpRequest) -> func.HttpResponse:
+    from telephony.outbound.records import StatusCallback  # the SMS and voice paths skip it
+
     callback = StatusCallback.from_params(params, req.params.get("id"))
     fields = callback.log_fields()
     log_event(logger, "status_received", logging.INFO, function="status_callback", **fields)

@@ -8,6 +8,7 @@ import pytest
 
 from tests.infra.bicep_templates import (
     INFRA_DIR,
+    REPO_ROOT,
     Resource,
     all_templates,
     app_settings,
@@ -35,6 +36,11 @@ FORBIDDEN_ROLES = {
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
 }
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+
+
+def python_version() -> str:
+    """The app's Python: the first line of .python-version, which builds .venv."""
+    return (REPO_ROOT / ".python-version").read_text().splitlines()[0].strip()
 
 
 def _storage() -> Resource:
@@ -160,13 +166,13 @@ def test_monitoring_has_local_auth_off_and_the_app_signs_in() -> None:
 # Function App
 
 
-def test_function_app_runs_on_flex_consumption_with_python_311() -> None:
+def test_function_app_runs_on_flex_consumption_with_the_apps_python() -> None:
     api = template("app/api.bicep")
     plan = api.resource("Microsoft.Web/serverfarms")
     config = _function_app().properties["functionAppConfig"]
 
     assert plan.body["sku"] == {"tier": "FlexConsumption", "name": "FC1"}
-    assert config["runtime"] == {"name": "python", "version": "3.11"}
+    assert config["runtime"] == {"name": "python", "version": python_version()}
     scale = config["scaleAndConcurrency"]
     assert scale["maximumInstanceCount"] == "maximumInstanceCount"
     assert scale["instanceMemoryMB"] == "instanceMemoryMB"

@@ -19,6 +19,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 SCANNED = ("localpeers", "tests", "bench", "devhost")
 FIRST_PARTY = frozenset({"telephony", "localpeers", "devhost", "tests", "bench", "function_app"})
+# Compiled by the contract tests from tests/contract/host_protocol.proto.
+GENERATED = frozenset({"host_protocol_pb2"})
 REQUIREMENTS = ("requirements.txt", "requirements-dev.txt")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*")
 
@@ -56,7 +58,7 @@ def third_party_imports() -> dict[str, set[str]]:
         for path in sorted((ROOT / folder).rglob("*.py")):
             for module in imported_modules(path):
                 top = module.split(".")[0]
-                if top not in sys.stdlib_module_names and top not in FIRST_PARTY:
+                if top not in sys.stdlib_module_names and top not in FIRST_PARTY | GENERATED:
                     found.setdefault(module, set()).add(str(path.relative_to(ROOT)))
     return found
 

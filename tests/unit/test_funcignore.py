@@ -2,24 +2,9 @@
 
 from __future__ import annotations
 
-from fnmatch import fnmatch
-from pathlib import Path
-
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-PATTERNS = [
-    line.strip()
-    for line in (ROOT / ".funcignore").read_text().splitlines()
-    if line.strip() and not line.startswith("#")
-]
-
-
-def ignored(path: str) -> bool:
-    """True when a .funcignore pattern matches the path or one of its parent folders."""
-    parts = path.split("/")
-    prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
-    return any(fnmatch(prefix, pattern) for prefix in prefixes for pattern in PATTERNS)
+from tests.contract.package import ROOT, ignored, package_files
 
 
 @pytest.mark.parametrize(
@@ -47,3 +32,9 @@ def test_what_the_app_runs_on_is_deployed(path: str) -> None:
 )  # fmt: skip
 def test_development_files_are_not_deployed(path: str) -> None:
     assert ignored(path)
+
+
+def test_the_package_holds_the_app_and_nothing_else() -> None:
+    top = {path.split("/")[0] for path in package_files()}
+    assert top == {"function_app.py", "host.json", "requirements.txt", "telephony", "flows",
+                   ".funcignore"}  # fmt: skip
