@@ -36,8 +36,11 @@ param twilioPhoneNumber string = ''
 @description('Optional Messaging Service SID (MG...) used as the SMS sender.')
 param twilioMessagingServiceSid string = ''
 
-@description('Optional comma-separated ISO regions that calls and messages may go to.')
+@description('Comma-separated ISO regions every destination must be in; empty: the country of twilioPhoneNumber.')
 param allowedDestinationCountries string = ''
+
+@description('Comma-separated hosts a call\'s url may name (Twilio fetches TwiML there); empty: url is refused.')
+param allowedUrlHosts string = ''
 
 @description('Public base URL when a custom domain fronts the app; default: the app host name.')
 param publicBaseUrl string = ''
@@ -181,6 +184,7 @@ module api 'app/api.bicep' = {
     twilioPhoneNumber: twilioPhoneNumber
     twilioMessagingServiceSid: twilioMessagingServiceSid
     allowedDestinationCountries: allowedDestinationCountries
+    allowedUrlHosts: allowedUrlHosts
     publicBaseUrl: publicBaseUrl
     voiceGreeting: voiceGreeting
     smsAutoReply: smsAutoReply

@@ -35,6 +35,7 @@ param twilioApiKeySid string = ''
 param twilioPhoneNumber string = ''
 param twilioMessagingServiceSid string = ''
 param allowedDestinationCountries string = ''
+param allowedUrlHosts string = ''
 param publicBaseUrl string = ''
 // Empty means: use the default the code declares.
 param voiceGreeting string = ''
@@ -146,6 +147,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     TWILIO_PHONE_NUMBER: twilioPhoneNumber
     TWILIO_MESSAGING_SERVICE_SID: twilioMessagingServiceSid
     ALLOWED_DESTINATION_COUNTRIES: allowedDestinationCountries
+    ALLOWED_URL_HOSTS: allowedUrlHosts
     PUBLIC_BASE_URL: baseUrl
     VOICE_GREETING: voiceGreeting
     SMS_AUTO_REPLY: smsAutoReply

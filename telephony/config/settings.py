@@ -28,6 +28,8 @@ class SettingSpec:
         return self.secret_name is not None
 
 
+# Set by the platform, not by this app: Development under Core Tools and the dev host.
+ENVIRONMENT = "AZURE_FUNCTIONS_ENVIRONMENT"
 DEFAULT_GREETING = "Hello Monkey!"
 DEFAULT_SMS_REPLY = "Hey, thanks for the ping! Twilio and Azure rock!"
 
@@ -63,7 +65,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("DELIVERIES_TABLE_NAME", "Table of delivery records.", default="deliveries"),
     SettingSpec(
         "ALLOWED_DESTINATION_COUNTRIES",
-        "Optional comma-separated ISO regions (US,CA,GB) that calls and messages may go to.",
+        "Comma-separated ISO regions (US,CA,GB) every number the app calls or texts must be "
+        "in; empty: the country of TWILIO_PHONE_NUMBER. Premium-rate numbers never pass.",
+    ),
+    SettingSpec(
+        "ALLOWED_URL_HOSTS",
+        "Comma-separated hosts a call's url may name (Twilio fetches TwiML there); "
+        "empty: url is refused.",
     ),
     SettingSpec(
         "VOICE_GREETING", "What voice_url says when no VOICE_FLOW is set.", default=DEFAULT_GREETING
@@ -114,6 +122,7 @@ class Settings:
     outbound_queue_name: str
     deliveries_table_name: str
     allowed_countries: frozenset[str]
+    allowed_url_hosts: frozenset[str]
     voice_greeting: str
     sms_auto_reply: str
     call_flows_file: str
@@ -122,6 +131,9 @@ class Settings:
     optouts_table_name: str
     secret_cache_seconds: float
     twilio_api_base_url: str | None
+    # The platform's AZURE_FUNCTIONS_ENVIRONMENT (Core Tools and the development host set
+    # Development): only there may callback URLs fall back to the request's Host.
+    development: bool = False
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Settings:
@@ -144,6 +156,7 @@ class Settings:
             outbound_queue_name=need("OUTBOUND_QUEUE_NAME"),
             deliveries_table_name=need("DELIVERIES_TABLE_NAME"),
             allowed_countries=_regions(get("ALLOWED_DESTINATION_COUNTRIES")),
+            allowed_url_hosts=_hosts(get("ALLOWED_URL_HOSTS")),
             voice_greeting=need("VOICE_GREETING"),
             sms_auto_reply=need("SMS_AUTO_REPLY"),
             call_flows_file=need("CALL_FLOWS_FILE"),
@@ -152,6 +165,7 @@ class Settings:
             optouts_table_name=need("OPTOUTS_TABLE_NAME"),
             secret_cache_seconds=_seconds(need("SECRET_CACHE_SECONDS"), "SECRET_CACHE_SECONDS"),
             twilio_api_base_url=_base_url(get("TWILIO_API_BASE_URL"), "TWILIO_API_BASE_URL"),
+            development=env.get(ENVIRONMENT, "").strip().lower() == "development",
         )
 
 
@@ -171,6 +185,16 @@ def _regions(value: str | None) -> frozenset[str]:
     if bad:
         raise SettingsError(f"ALLOWED_DESTINATION_COUNTRIES has invalid regions: {', '.join(bad)}")
     return regions
+
+
+def _hosts(value: str | None) -> frozenset[str]:
+    if not value:
+        return frozenset()
+    hosts = frozenset(part.strip().lower() for part in value.split(",") if part.strip())
+    bad = sorted(h for h in hosts if "/" in h or ":" in h or " " in h)
+    if bad:
+        raise SettingsError(f"ALLOWED_URL_HOSTS takes host names only: {', '.join(bad)}")
+    return hosts
 
 
 def _seconds(value: str, name: str) -> float:
