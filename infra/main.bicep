@@ -152,6 +152,12 @@ module rbac 'app/rbac.bicep' = {
   params: {
     principalId: identity.outputs.principalId
     storageAccountName: storage.outputs.name
+    // Queue and table roles are scoped to these; taking them from the storage module's
+    // outputs makes the assignments wait until the queues and tables exist.
+    outboundQueueName: storage.outputs.outboundQueueName
+    poisonQueueName: storage.outputs.poisonQueueName
+    deliveriesTableName: storage.outputs.deliveriesTableName
+    optoutsTableName: storage.outputs.optoutsTableName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
   }

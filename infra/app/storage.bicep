@@ -73,7 +73,8 @@ resource outboundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2
   name: outboundQueueName
 }
 
-// The host creates the poison queue on first use; declaring it lets operators alert on
+// Declared, not left to the host: the identity may only add messages to it (rbac.bicep),
+// so the host could not create it on first use. Declaring it also lets operators alert on
 // its length from the first deployment.
 resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
   parent: queueService
@@ -85,12 +86,14 @@ resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-0
   name: 'default'
 }
 
+// Both tables are declared here because the identity's table role is scoped to each table
+// (rbac.bicep): it can read and write their entities but cannot create a table, so the app
+// must never need to create one.
 resource deliveriesTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: deliveriesTableName
 }
 
-// The app creates it on first use too; declaring it keeps it in the template's inventory.
 resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
   parent: tableService
   name: optoutsTableName

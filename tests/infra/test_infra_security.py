@@ -16,14 +16,39 @@ from tests.infra.bicep_templates import (
     template,
 )
 
-# The only roles the app's identity gets, by built-in role definition ID (the same in every
-# tenant), with the resource each is scoped to (an `existing` symbol in rbac.bicep).
-ALLOWED_ROLES = {
-    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b": ("Storage Blob Data Owner", "storage"),
-    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": ("Storage Queue Data Contributor", "storage"),
-    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": ("Storage Table Data Contributor", "storage"),
-    "4633458b-17de-408a-b874-0445c86b69e6": ("Key Vault Secrets User", "vault"),
-    "3913510d-42f4-4e42-8a64-420c390055eb": ("Monitoring Metrics Publisher", "applicationInsights"),
+# The only role assignments the app's identity gets: (built-in role definition ID, the
+# `existing` symbol in rbac.bicep it is scoped to). Role IDs are the same in every tenant.
+ALLOWED_ASSIGNMENTS = {
+    # Host storage and the Flex Consumption deployment package: blobs only, on the account.
+    ("b7e6dc6d-f1e8-4753-8033-0f276bb0955b", "storage"): "Storage Blob Data Owner",
+    # Enqueue, and the queue trigger's get, delete and release (Update Message).
+    ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", "outboundQueue"): "Storage Queue Data Contributor",
+    # The host only adds failed messages to the poison queue.
+    ("c6a89b2d-59bc-44d0-9896-0f6e12d7b80a", "poisonQueue"): "Storage Queue Data Message Sender",
+    ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "deliveriesTable"): "Storage Table Data Contributor",
+    ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "optoutsTable"): "Storage Table Data Contributor",
+    ("4633458b-17de-408a-b874-0445c86b69e6", "vault"): "Key Vault Secrets User",
+    ("3913510d-42f4-4e42-8a64-420c390055eb", "applicationInsights"): "Monitoring Metrics Publisher",
+}
+# Every built-in Queue and Table data role: none of them may be granted on the account (or on
+# a queue or table service), only on one queue or one table.
+QUEUE_AND_TABLE_DATA_ROLES = {
+    "974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+    "19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+    "8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
+    "c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
+    "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
+    "76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
+}
+QUEUE = "Microsoft.Storage/storageAccounts/queueServices/queues"
+TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
+# The queue and table scopes in rbac.bicep: (type, the rbac.bicep parameter naming it, the
+# storage.bicep resource whose `<symbol>Name` output main.bicep passes as that parameter).
+STORAGE_CHILD_SCOPES = {
+    "outboundQueue": (QUEUE, "outboundQueueName", "outboundQueue"),
+    "poisonQueue": (QUEUE, "poisonQueueName", "poisonQueue"),
+    "deliveriesTable": (TABLE, "deliveriesTableName", "deliveriesTable"),
+    "optoutsTable": (TABLE, "optoutsTableName", "optoutsTable"),
 }
 # Broad roles that must never appear anywhere under infra/, named for a readable failure.
 FORBIDDEN_ROLES = {
@@ -212,16 +237,63 @@ def test_every_role_assignment_is_in_rbac_bicep() -> None:
 def test_role_assignments_are_exactly_the_allowed_roles_on_their_resources() -> None:
     rbac = template("app/rbac.bicep")
     assignments = rbac.resources(ROLE_ASSIGNMENT)
-    granted = {_role_id(rbac.variables, a): a for a in assignments}
+    granted = {(_role_id(rbac.variables, a), a.body["scope"]): a for a in assignments}
 
-    assert len(granted) == len(assignments), "a role is assigned twice"
-    assert set(granted) == set(ALLOWED_ROLES), {g: ALLOWED_ROLES.get(g) for g in granted}
-    for role_id, assignment in granted.items():
-        role_name, scope = ALLOWED_ROLES[role_id]
-        assert assignment.body["scope"] == scope, role_name
+    assert len(granted) == len(assignments), "a role is assigned twice on the same scope"
+    assert set(granted) == set(ALLOWED_ASSIGNMENTS), sorted(
+        (ALLOWED_ASSIGNMENTS.get(key, key[0]), key[1]) for key in granted
+    )
+    for (role_id, scope), assignment in granted.items():
+        role_name = f"{ALLOWED_ASSIGNMENTS[(role_id, scope)]} on {scope}"
         assert assignment.properties["principalId"] == "principalId", role_name
         assert assignment.properties["principalType"] == "ServicePrincipal", role_name
         assert assignment.condition is None, role_name
+
+
+def test_no_queue_or_table_data_role_is_granted_on_the_storage_account() -> None:
+    rbac = template("app/rbac.bicep")
+    scope_types = {r.symbol: r.type for r in rbac.resources(existing=True)}
+
+    for assignment in rbac.resources(ROLE_ASSIGNMENT):
+        role_id = _role_id(rbac.variables, assignment)
+        if role_id in QUEUE_AND_TABLE_DATA_ROLES:
+            scope_type = scope_types[assignment.body["scope"]]
+            assert scope_type in (QUEUE, TABLE), (QUEUE_AND_TABLE_DATA_ROLES[role_id], scope_type)
+    granted_on_account = {
+        _role_id(rbac.variables, a)
+        for a in rbac.resources(ROLE_ASSIGNMENT)
+        if scope_types[a.body["scope"]] == "Microsoft.Storage/storageAccounts"
+    }
+    assert granted_on_account == {"b7e6dc6d-f1e8-4753-8033-0f276bb0955b"}  # Blob Data Owner
+
+
+@pytest.mark.parametrize("symbol", sorted(STORAGE_CHILD_SCOPES))
+def test_queue_and_table_scopes_are_the_ones_storage_bicep_declares(symbol: str) -> None:
+    rbac, main = template("app/rbac.bicep"), template("main.bicep")
+    storage = template("app/storage.bicep")
+    existing = {r.symbol: r for r in rbac.resources(existing=True)}
+    type_, param, output = STORAGE_CHILD_SCOPES[symbol]
+
+    # rbac.bicep: storageAccounts(storageAccountName)/<service>/default/<type>(param).
+    scope = existing[symbol]
+    assert scope.type == type_
+    assert scope.body["name"] == param
+    assert param in rbac.parameters
+    service = existing[scope.body["parent"]]
+    assert service.type == type_.rsplit("/", 1)[0]
+    assert service.body["name"] == "default"
+    account = existing[service.body["parent"]]
+    assert account.type == "Microsoft.Storage/storageAccounts"
+    assert account.body["name"] == "storageAccountName"
+
+    # main.bicep passes the storage module's output, so the assignment waits for the resource.
+    passed = main.modules["rbac"]["config"]["params"][param]
+    assert _accessed_output(passed) == ("storage", output + "Name")
+    assert main.modules["storage"]["detail"]["path"] == "app/storage.bicep"
+    # ... and that output is the name of a queue or table that storage.bicep declares.
+    value = storage.outputs[output + "Name"]["value"]["operator"]["operands"]
+    assert value == {"operand_1": output, "operand_2": "name"}
+    assert output in {r.symbol for r in storage.resources(type_)}
 
 
 def test_role_assignment_names_are_guid_of_scope_principal_and_role() -> None:
@@ -264,3 +336,11 @@ def _role_id(variables: dict[str, Any], assignment: Resource) -> str:
         return name
     operands = name["operator"]["operands"]
     return str(variables[operands["operand_1"]][operands["operand_2"]])
+
+
+def _accessed_output(node: Any) -> tuple[str, str]:
+    """(module, output) of an expression written as <module>.outputs.<output>."""
+    operands = node["operator"]["operands"]
+    inner = operands["operand_2"]["operator"]["operands"]
+    assert inner["operand_1"] == "outputs", node
+    return str(operands["operand_1"]), str(inner["operand_2"])
