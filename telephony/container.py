@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 from telephony.config.secrets import SecretStore
 from telephony.config.settings import Settings
-from telephony.errors import DocumentError, SettingsError
+from telephony.errors import DocumentError, FlowDocumentError, SettingsError
 
 if TYPE_CHECKING:
     from telephony.adapters.signature import SignatureValidator
@@ -172,12 +172,36 @@ class Container:
 
     @part
     def command_rules(self) -> CommandRules:
+        from telephony.adapters.twiml import say_response
         from telephony.outbound.commands import CommandRules
 
         settings = self.settings
         return CommandRules(
-            settings.allowed_countries, settings.messaging_service_sid, self.has_flow
-        )
+            self.destination_regions, settings.messaging_service_sid, self.has_flow,
+            render_say=say_response, allowed_url_hosts=settings.allowed_url_hosts,
+        )  # fmt: skip
+
+    @part
+    def destination_regions(self) -> frozenset[str]:
+        """The toll-fraud guard: ALLOWED_DESTINATION_COUNTRIES, else the sender's country;
+        SettingsError when neither is known (nothing could be called or texted)."""
+        from telephony.phone import home_region
+
+        settings = self.settings
+        if settings.allowed_countries:
+            return settings.allowed_countries
+        home = home_region(settings.phone_number) if settings.phone_number else None
+        if home is None:
+            raise SettingsError(
+                "set ALLOWED_DESTINATION_COUNTRIES, or TWILIO_PHONE_NUMBER to take its country"
+            )
+        return frozenset({home})
+
+    def destination_refusal(self, number: str) -> str | None:
+        """Why the guard refuses `number`, or None (the documents' check uses it)."""
+        from telephony.phone import destination_refusal
+
+        return destination_refusal(number, self.destination_regions)
 
     @part
     def sender_defaults(self) -> SenderDefaults:
@@ -228,6 +252,13 @@ class Container:
         voice_flow = self.settings.voice_flow
         if voice_flow is not None and voice_flow not in book:
             return f"VOICE_FLOW names flow {voice_flow!r}, not in {book.source}"
+        from telephony.flows.checks import destination_problems
+
+        guarded = destination_problems(
+            book, self.destination_refusal, self.settings.allowed_url_hosts
+        )
+        if guarded:
+            return f"CALL_FLOWS_FILE {FlowDocumentError(book.source, guarded)}"
         return book
 
     @part
@@ -240,9 +271,17 @@ class Container:
         from telephony.sms.rules import load_rules
 
         try:
-            return load_rules(app_file(name))
+            rules = load_rules(app_file(name))
         except DocumentError as exc:
             return f"SMS_RULES_FILE {exc}"
+        refused = [
+            f"{where}: forward {reason}"
+            for where, number in _forwards(rules)
+            if (reason := self.destination_refusal(number)) is not None
+        ]
+        if refused:
+            return f"SMS_RULES_FILE {rules.source}: {'; '.join(refused)}"
+        return rules
 
     # Secrets: read on every use, so that a rotation is picked up.
 
@@ -272,6 +311,16 @@ def _usable(loaded: T | str) -> T:
         # A new error each time: re-raising one object would grow its traceback.
         raise SettingsError(loaded)
     return loaded
+
+
+def _forwards(rules: SmsRules) -> list[tuple[str, str]]:
+    """Every number an SMS rules document forwards to, with where it is."""
+    found = [
+        (f"rule {rule.name}", number) for rule in rules.rules for number in rule.action.forward
+    ]
+    if rules.default is not None:
+        found += [("default", number) for number in rules.default.forward]
+    return found
 
 
 def build_container(env: Mapping[str, str], **parts: object) -> Container:

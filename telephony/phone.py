@@ -33,24 +33,52 @@ def parse_e164(value: object, field: str) -> str:
     return value
 
 
-def check_destination(number: str, allowed_regions: Collection[str], field: str) -> None:
-    """Refuse a number outside the allowed regions (empty: every region is allowed).
+def check_destination(number: str, allowed_regions: Collection[str] | None, field: str) -> None:
+    """Refuse a number the toll-fraud guard does not allow; None: not checked here (a
+    producer's own validation, which the worker repeats with the app's settings).
 
-    With a guard set, only numbers assigned to a listed region pass: an unassigned number
-    in a shared country code (+1 covers the US and many islands) has no known region.
+    A number passes when its region is listed and it is not premium-rate. Its region is the
+    one phonenumbers assigns it; a number phonenumbers cannot place (a test or fictional
+    range such as +1555) counts as the main country of its calling code. International
+    networks (satellite +881/+882, +883, +979) have no country and never pass.
     """
-    if not allowed_regions:
+    if allowed_regions is None:
         return
+    reason = destination_refusal(number, allowed_regions)
+    if reason is not None:
+        raise InvalidInputError(f"{field} {reason}", field)
+
+
+def destination_refusal(number: str, allowed_regions: Collection[str]) -> str | None:
+    """Why the guard refuses `number` (completing "<field> ..."), or None when it passes."""
     import phonenumbers
 
-    parsed = phonenumbers.parse(number, None)
-    region = (
-        phonenumbers.region_code_for_number(parsed)
-        if phonenumbers.is_valid_number(parsed)
-        else None
-    )
-    if region not in allowed_regions:
-        raise InvalidInputError(f"{field} is in a destination that is not allowed", field)
+    if not allowed_regions:
+        return "cannot be reached: no destination is allowed (set ALLOWED_DESTINATION_COUNTRIES)"
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return "is not a phone number"
+    if phonenumbers.number_type(parsed) == phonenumbers.PhoneNumberType.PREMIUM_RATE:
+        return "is a premium-rate number, which is never allowed"
+    if home_region(number) not in allowed_regions:
+        return "is in a destination that is not allowed"
+    return None
+
+
+def home_region(number: str) -> str | None:
+    """The ISO region of an E.164 number, as the destination guard judges it."""
+    import phonenumbers
+
+    try:
+        parsed = phonenumbers.parse(number, None)
+    except phonenumbers.NumberParseException:
+        return None
+    if phonenumbers.is_valid_number(parsed):
+        region = phonenumbers.region_code_for_number(parsed)
+    else:
+        region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+    return region if region and region.isalpha() else None  # "001": no country
 
 
 # Country calling codes of one and two digits (ITU E.164); all others have three. Kept

@@ -47,6 +47,9 @@ BASE_ENV = {
     "TWILIO_ACCOUNT_SID": TEST_ACCOUNT_SID,
     "TWILIO_AUTH_TOKEN": TEST_AUTH_TOKEN,
     "TWILIO_PHONE_NUMBER": "+15017122661",
+    # As Core Tools and the development host run the app; tests of production behaviour
+    # (no fallback to the request's Host for callback URLs) set it to Production.
+    "AZURE_FUNCTIONS_ENVIRONMENT": "Development",
 }
 
 AppFactory = Callable[..., Container]

@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 CONNECTION = "AzureWebJobsStorage"
 # As many pooled connections as the worker has threads, as for the Twilio client.
 POOL_SIZE = 32
+FORBIDDEN = 403
 
 
 def table_service(env: Mapping[str, str]) -> TableServiceClient:
@@ -88,10 +89,19 @@ def storage_errors(action: str) -> Iterator[None]:
 
 
 def ensure_table(service: TableServiceClient, table_name: str) -> TableClient:
-    """A client of `table_name`, creating the table when it is missing (one round trip)."""
-    from azure.core.exceptions import ResourceExistsError
+    """A client of `table_name`, creating the table when it is missing (one round trip).
+
+    In Azure the tables come from Bicep and the identity's roles are scoped to them, so
+    creating one is forbidden (403): the table is there, and its client is all we need.
+    Locally (Azurite) the create makes it.
+    """
+    from azure.core.exceptions import HttpResponseError, ResourceExistsError
 
     try:
         return service.create_table(table_name)
     except ResourceExistsError:
+        return service.get_table_client(table_name)
+    except HttpResponseError as exc:
+        if exc.status_code != FORBIDDEN:
+            raise
         return service.get_table_client(table_name)

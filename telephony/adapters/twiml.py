@@ -9,9 +9,9 @@ from twilio.twiml.voice_response import VoiceResponse
 
 
 def say_response(text: str) -> str:
-    """A call answer that says `text` and hangs up."""
+    """A call answer that says `text` and hangs up (characters XML cannot carry dropped)."""
     response = VoiceResponse()
-    response.say(text)
+    response.say(xml_text(text))
     return str(response)
 
 

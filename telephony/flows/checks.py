@@ -7,9 +7,19 @@ so it is refused here, when the document is loaded, rather than cut off during a
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from urllib.parse import urlsplit
 
-from telephony.flows.model import CHAINED, WITHOUT_NEXT, Flow, Gather, Redirect, Step
+from telephony.flows.model import (
+    CHAINED,
+    WITHOUT_NEXT,
+    Dial,
+    Flow,
+    FlowBook,
+    Gather,
+    Redirect,
+    Step,
+)
 from telephony.flows.problems import FlowProblem
 
 # The most steps one response may chain; longer chains are refused when loaded, and the
@@ -160,3 +170,29 @@ def _long_chains(flows: Mapping[str, Flow]) -> list[FlowProblem]:
         for flow, step in heads
         if (flow, step) not in followers
     ]
+
+
+def destination_problems(
+    book: FlowBook, refusal: Callable[[str], str | None], url_hosts: Collection[str]
+) -> list[FlowProblem]:
+    """What the toll-fraud guard refuses in a book: numbers its dial steps call, and
+    redirect URLs outside the allowed hosts (Twilio would run the TwiML found there)."""
+    problems = []
+    for flow in book.flows.values():
+        for step_id, step in flow.steps.items():
+            reason = _guarded(step.verb, refusal, url_hosts)
+            if reason is not None:
+                problems.append(FlowProblem(flow.id, step_id, reason))
+    return problems
+
+
+def _guarded(
+    verb: object, refusal: Callable[[str], str | None], url_hosts: Collection[str]
+) -> str | None:
+    if isinstance(verb, Dial):
+        reason = refusal(verb.number)
+        return f"dial.number {reason}" if reason else None
+    if isinstance(verb, Redirect) and verb.url:
+        host = (urlsplit(verb.url).hostname or "").lower()
+        return None if host in url_hosts else "redirect.url names a host not in ALLOWED_URL_HOSTS"
+    return None

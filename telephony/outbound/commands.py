@@ -9,12 +9,11 @@ guard, the send_at window).
 from __future__ import annotations
 
 import base64
-import binascii
-import json
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 from telephony import schemas
 from telephony.errors import CommandRejectedError, InvalidInputError
@@ -23,6 +22,7 @@ from telephony.phone import check_destination, parse_e164
 SCHEDULE_MIN = timedelta(minutes=15)  # Twilio's window for scheduled messages
 SCHEDULE_MAX = timedelta(days=35)
 CALL_CONTENT = ("say", "url", "twiml", "flow")  # what a call does once answered: one at most
+MAX_TWIML_CHARS = 4000  # Twilio's limit on a call's Twiml parameter (error 32018)
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,21 @@ class OutboundCommand:
 
 @dataclass(frozen=True)
 class CommandRules:
-    """What the deployment allows, from settings."""
+    """What the deployment allows, from settings.
 
-    allowed_regions: Collection[str] = frozenset()
+    `allowed_regions` and `allowed_url_hosts` are the toll-fraud guard: every number the
+    command would make Twilio call or text must be in an allowed region, and a call's
+    `url` must name an allowed host (empty: none is). None means "not checked here": a
+    producer's own validation, repeated by the worker with the app's settings.
+    """
+
+    allowed_regions: Collection[str] | None
     messaging_service_sid: str | None = None
     # Whether the call flow document defines a flow id; None: flows are not checked.
     flow_exists: Callable[[str], bool] | None = None
+    # The TwiML a call's `say` becomes (the TwiML adapter); None: its size is not checked.
+    render_say: Callable[[str], str] | None = None
+    allowed_url_hosts: Collection[str] | None = None
 
 
 def decode_message(text: str) -> tuple[object, str | None]:
@@ -74,11 +83,14 @@ def parse_command(
     """Validate a command document; raises CommandRejectedError naming the field."""
     key = _key_of(document) or default_key
     try:
+        _check_text(document)
         _validate_schema(document)
         assert isinstance(document, dict)
         command = _build(document, key)
         check_destination(command.to, rules.allowed_regions, "to")
-        _check_twiml(command.twiml)
+        _check_twiml(command.twiml, rules)
+        _check_url(command.url, rules)
+        _check_say(command.say, rules)
         _check_schedule(command, rules, now)
         _check_flow(command, rules)
     except CommandRejectedError:
@@ -95,13 +107,23 @@ def command_schema() -> dict[str, Any]:
 
 def _json_or_base64_json(text: str) -> object:
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        pass
+        # Lone surrogates are left to parse_command, which names their field and key.
+        return schemas.parse_json(text, check_text=False)
+    except schemas.JsonInputError as exc:
+        if not text.lstrip().startswith(("{", "[", '"')):
+            return _base64_json(text)
+        raise CommandRejectedError(str(exc)) from None
+
+
+def _base64_json(text: str) -> object:
     try:
-        return json.loads(base64.b64decode(text, validate=True).decode("utf-8"))
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError):
+        decoded = base64.b64decode(text, validate=True).decode("utf-8")
+    except (ValueError, UnicodeDecodeError):  # binascii.Error is a ValueError, as is non-ASCII
         raise CommandRejectedError("the message is not JSON (nor base64-encoded JSON)") from None
+    try:
+        return schemas.parse_json(decoded, check_text=False)
+    except schemas.JsonInputError as exc:
+        raise CommandRejectedError(str(exc)) from None
 
 
 def _event_id(document: Mapping[str, object]) -> str | None:
@@ -109,7 +131,8 @@ def _event_id(document: Mapping[str, object]) -> str | None:
     is_event_grid = {"eventType", "dataVersion", "subject"} <= document.keys()
     is_cloud_event = "specversion" in document and "type" in document and "source" in document
     event_id = document.get("id")
-    if (is_event_grid or is_cloud_event) and "data" in document and isinstance(event_id, str):
+    is_event = (is_event_grid or is_cloud_event) and "data" in document
+    if is_event and isinstance(event_id, str) and _storable(event_id):
         return event_id
     return None
 
@@ -117,9 +140,31 @@ def _event_id(document: Mapping[str, object]) -> str | None:
 def _key_of(document: object) -> str | None:
     if isinstance(document, dict):
         key = document.get("idempotency_key")
-        if isinstance(key, str) and 0 < len(key) <= 128:
+        # A key that cannot be stored (a lone surrogate) records the rejection under the
+        # message id instead.
+        if isinstance(key, str) and _storable(key):
             return key
     return None
+
+
+def _check_text(document: object) -> None:
+    """Only text a UTF-8 request can carry: a lone surrogate would fail inside the HTTP
+    client, after the record was claimed, and leave the send in doubt."""
+    try:
+        schemas.check_parsed(document)
+    except schemas.JsonInputError as exc:
+        field = str(exc.path[0]) if exc.path else None
+        raise InvalidInputError(str(exc), field) from None
+
+
+def _storable(key: str) -> bool:
+    if not 0 < len(key) <= 128:
+        return False
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _validate_schema(document: object) -> None:
@@ -180,8 +225,9 @@ def _check_schedule(command: OutboundCommand, rules: CommandRules, now: datetime
         raise InvalidInputError("send_at must be between 15 minutes and 35 days ahead", "send_at")
 
 
-def _check_twiml(twiml: str | None) -> None:
-    """A call's TwiML must be a well-formed <Response> document, refused before Twilio sees it."""
+def _check_twiml(twiml: str | None, rules: CommandRules) -> None:
+    """A call's TwiML must be a well-formed <Response> document whose every dial target
+    passes the destination guard, refused before Twilio sees it."""
     if twiml is None:
         return
     # Imported here: only this rarely used option parses caller-supplied XML.
@@ -194,6 +240,49 @@ def _check_twiml(twiml: str | None) -> None:
         raise InvalidInputError("twiml is not well-formed XML", "twiml") from None
     if root.tag != "Response":
         raise InvalidInputError("twiml must have a <Response> root element", "twiml")
+    for target in _dial_targets(root):
+        if not target.startswith("+"):
+            raise InvalidInputError("twiml dials something that is not an E.164 number", "twiml")
+        check_destination(target, rules.allowed_regions, "twiml")
+
+
+# TwiML that makes Twilio place a call or send a text, and where it names the number.
+_DIALLING = {"Number": "text", "Dial": "text", "Sms": "to"}
+
+
+def _dial_targets(root: Any) -> list[str]:
+    """Every number the TwiML would make Twilio call or text. A SIP address can route to
+    any number, so it is refused outright."""
+    targets = []
+    for element in root.iter():
+        if element.tag == "Sip":
+            raise InvalidInputError("twiml dials a SIP address, which is not allowed", "twiml")
+        where = _DIALLING.get(element.tag)
+        value = (element.text or "") if where == "text" else element.get(where or "", "")
+        if value.strip():
+            targets.append(value.strip())
+    return targets
+
+
+def _check_url(url: str | None, rules: CommandRules) -> None:
+    """Twilio fetches a call's TwiML from `url`, so its host must be one the operator
+    trusts: that TwiML could dial anywhere, out of the destination guard's sight."""
+    if url is None or rules.allowed_url_hosts is None:
+        return
+    host = (urlsplit(url).hostname or "").lower()
+    if host not in rules.allowed_url_hosts:
+        raise InvalidInputError("url names a host that is not in ALLOWED_URL_HOSTS", "url")
+
+
+def _check_say(say: str | None, rules: CommandRules) -> None:
+    """Measure the document Twilio gets, not the input: escaping makes `&` five characters."""
+    if say is None or rules.render_say is None:
+        return
+    if len(rules.render_say(say)) > MAX_TWIML_CHARS:
+        raise InvalidInputError(
+            f"say is too long: its TwiML would exceed Twilio's {MAX_TWIML_CHARS} characters",
+            "say",
+        )
 
 
 def _check_flow(command: OutboundCommand, rules: CommandRules) -> None:

@@ -32,7 +32,7 @@ def enqueue(command: Mapping[str, Any], env: Mapping[str, str] | None = None) ->
     settings = Settings.from_env(env)
     document = {"idempotency_key": uuid.uuid4().hex, **command}
     # A producer may not share the app's sender settings: the worker checks those again.
-    rules = CommandRules(messaging_service_sid=settings.messaging_service_sid or "unknown")
+    rules = CommandRules(None, messaging_service_sid=settings.messaging_service_sid or "unknown")
     parse_command(document, document["idempotency_key"], rules, datetime.now(UTC))
     queue_client(env, settings.outbound_queue_name).send_message(json.dumps(document))
     return str(document["idempotency_key"])

@@ -52,6 +52,10 @@ _RANK = {
 FINAL = frozenset(s for s, rank in _RANK.items() if rank >= 9)
 # Once any of these is recorded, the key has had its one send (or never will).
 SETTLED = frozenset(s for s, rank in _RANK.items() if rank >= 2)
+# No attempt ever reached Twilio: a pending marker, or a command refused before sending.
+NEVER_SENT = frozenset({PENDING, REJECTED})
+# An attempt was made but its outcome was not confirmed (a retry, poison, a lost answer).
+ATTEMPTED = frozenset({RETRYING, POISON, IN_DOUBT})
 
 
 def is_known_status(status: str) -> bool:
@@ -135,8 +139,11 @@ def apply_callback(
     """The record after a Twilio status callback; repeats and late arrivals change nothing."""
     if sid and record.twilio_sid and sid != record.twilio_sid:
         return record  # a callback about another resource never moves this record
-    if record.status == IN_DOUBT and is_known_status(status):
-        # Twilio calling back proves it accepted the send: the doubt is resolved.
+    if record.status in NEVER_SENT:
+        return record  # nothing was sent under this key: no callback can be about it
+    if record.status in ATTEMPTED and is_known_status(status):
+        # Twilio calling back proves it accepted an attempt we could not confirm: the
+        # doubt is resolved, and the key has had its send.
         return replace(record, status=status, twilio_sid=sid, error_code=error_code, updated_at=now)
     moved = record.advanced(status, now, error_code=error_code or record.error_code)
     if sid and moved.twilio_sid is None:

@@ -21,6 +21,7 @@ from telephony.errors import (
     CommandRejectedError,
     ConflictError,
     InvalidInputError,
+    RecordChangedError,
     RecordExistsError,
     RetryLaterError,
     TwilioOutcomeUnknownError,
@@ -38,7 +39,6 @@ from telephony.outbound.records import (
     POISON,
     REJECTED,
     RETRYING,
-    SETTLED,
     DeliveryRecord,
     DeliveryStore,
     advance,
@@ -57,6 +57,7 @@ RETRYABLE = frozenset({POISON, REJECTED})
 # Longer than a Twilio request can take (connect 5 s + read 15 s): a live claim is never
 # mistaken for a dead one.
 LEASE = timedelta(seconds=60)
+RECLAIM_ATTEMPTS = 5  # ETag conflicts in a row before the host is asked to retry
 
 
 class SendOutcome(Enum):
@@ -103,8 +104,8 @@ class OutboundService:
         if record is None:
             log_event(logger, "outbound_duplicate", key=command.idempotency_key)
             return SendOutcome.DUPLICATE
-        if record.status == IN_DOUBT:
-            return SendOutcome.IN_DOUBT
+        if record.status != CLAIMED:  # parked in doubt, or settled by a callback meanwhile
+            return SendOutcome.IN_DOUBT if record.status == IN_DOUBT else SendOutcome.DUPLICATE
         return self._send(command, record, dequeue_count)
 
     def record_of(self, key: str) -> DeliveryRecord | None:
@@ -154,51 +155,56 @@ class OutboundService:
         command: OutboundCommand | None = None,
         field: str | None = None,
     ) -> SendOutcome:
-        """Record and log a command that can never be sent as it is (None: it did not parse)."""
+        """Record and log a command that can never be sent as it is (None: it did not parse).
+
+        A rejection only ever inserts a record: it never demotes one that is claimed, sent
+        or settled, whatever arrives with the same key while a send is in flight.
+        """
         log_event(logger, "outbound_rejected", logging.WARNING, key=key, field=field, reason=reason)
         now = self._clock()
         record = DeliveryRecord(
             key=key, kind=command.kind if command else "unknown", to=command.to if command else "",
             status=REJECTED, created_at=now, updated_at=now, reason=reason,
         )  # fmt: skip
-        self._record_rejection(record)
-        return SendOutcome.REJECTED
-
-    def _record_rejection(self, record: DeliveryRecord) -> None:
-        """Store a rejection; a key that already had its send keeps its record."""
         if self._insert_or_none(record) is not None:
-            return
-        existing = self._store.get(record.key)
-        if existing is not None and existing.status not in SETTLED:
-            reason, now = record.reason, record.updated_at
-            advance(self._store, existing, lambda r: r.advanced(REJECTED, now, reason=reason))
+            return SendOutcome.REJECTED
+        existing = self._store.get(key)
+        if existing is not None and not _claimable(existing):
+            log_event(logger, "outbound_duplicate", key=key, status=existing.status)
+            return SendOutcome.DUPLICATE
+        return SendOutcome.REJECTED  # the key's record already says it was never sent
 
     def _claim(self, command: OutboundCommand) -> DeliveryRecord | None:
         """The claimed record, or None when the key has already had its send.
 
         The first delivery of a key claims it with one conditional insert; only a key seen
-        before costs a read.
+        before costs a read. Every retry of the ETag-checked update re-reads the record and
+        decides again, so two workers never both claim it.
         """
         now = self._clock()
         claimed = self._insert_or_none(self._new_claim(command, now))
         if claimed is not None:
             return claimed
-        existing = self._store.get(command.idempotency_key)
-        if existing is None:  # deleted in between: never by this app
-            raise RetryLaterError("the record vanished while it was being claimed")
-        if existing.status in SETTLED and existing.status not in RETRYABLE:
-            return None
-        if existing.status == CLAIMED and existing.lease_until and existing.lease_until > now:
+        key = command.idempotency_key
+        for _ in range(RECLAIM_ATTEMPTS):
+            existing = self._store.get(key)
+            if existing is None:  # deleted in between: never by this app
+                raise RetryLaterError("the record vanished while it was being claimed")
+            if existing.status == CLAIMED and not existing.twilio_sid:
+                return self._expired_claim(existing, now)
+            if not _claimable(existing):
+                return None
+            try:
+                return self._store.update(_claimed(existing, now))
+            except RecordChangedError:
+                continue
+        raise RetryLaterError("the record kept changing while it was being claimed")
+
+    def _expired_claim(self, record: DeliveryRecord, now: datetime) -> DeliveryRecord:
+        """Another worker's claim: still live (retry later) or dead (in doubt, never resent)."""
+        if record.lease_until and record.lease_until > now:
             raise RetryLaterError("another worker holds the lease on this key")
-        if existing.status == CLAIMED:
-            return self._in_doubt(existing, "the worker sending it stopped before recording")
-        return advance(
-            self._store,
-            existing,
-            lambda r: replace(
-                r, status=CLAIMED, attempts=r.attempts + 1, lease_until=now + LEASE, updated_at=now
-            ),
-        )
+        return self._in_doubt(record, "the worker sending it stopped before recording")
 
     def _new_claim(self, command: OutboundCommand, now: datetime) -> DeliveryRecord:
         return DeliveryRecord(
@@ -282,6 +288,20 @@ class OutboundService:
             record,
             lambda r: _settle(r, status, now, error_code=exc.code, reason=str(exc)),
         )
+
+
+def _claimable(record: DeliveryRecord) -> bool:
+    """Whether the key may still have its send: never sent, and not being sent."""
+    if record.twilio_sid:
+        return False  # Twilio accepted something under this key: never again
+    return record.status == RETRYING or record.status in RETRYABLE
+
+
+def _claimed(record: DeliveryRecord, now: datetime) -> DeliveryRecord:
+    return replace(
+        record, status=CLAIMED, attempts=record.attempts + 1, lease_until=now + LEASE,
+        updated_at=now, reason=None, error_code=None,
+    )  # fmt: skip
 
 
 def _settle(

@@ -38,6 +38,66 @@ _RULES = {
 }
 
 
+# Deeper than any command, flow or rules document; far below the parser's recursion limit.
+MAX_JSON_DEPTH = 32
+
+
+class JsonInputError(ValueError):
+    """Text that is not JSON this app can take; the message says why, never the text.
+
+    `path` leads to the value at fault, when there is one.
+    """
+
+    def __init__(self, message: str, path: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def parse_json(text: str, *, check_text: bool = True) -> object:
+    """JSON from a caller or a producer, or JsonInputError.
+
+    `check_text=False` leaves lone surrogates to the caller (commands name their field).
+
+    Python's parser has limits of its own that surface as other errors (RecursionError for
+    deep nesting, ValueError for integers past the int-string limit), and it accepts lone
+    surrogates that no UTF-8 encoder can send on. All of them are bad input here.
+    """
+    try:
+        document = json.loads(text)
+    except RecursionError:
+        raise JsonInputError("the JSON is nested too deeply") from None
+    except ValueError:  # JSONDecodeError, and integers too long to convert
+        raise JsonInputError("the body is not valid JSON") from None
+    check_parsed(document, check_text=check_text)
+    return document
+
+
+def check_parsed(
+    value: object, path: tuple[object, ...] = (), *, check_text: bool = True
+) -> None:
+    """Refuse what parse_json refuses in a value parsed elsewhere (depth, lone surrogates)."""
+    if len(path) > MAX_JSON_DEPTH:
+        raise JsonInputError("the JSON is nested too deeply", path)
+    if isinstance(value, str) and check_text:
+        _check_text(value, path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            if check_text:
+                _check_text(str(key), (*path, key))
+            check_parsed(item, (*path, key), check_text=check_text)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            check_parsed(item, (*path, index), check_text=check_text)
+
+
+def _check_text(text: str, path: tuple[object, ...]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        where = label(path) or "the JSON"
+        raise JsonInputError(f"{where} holds a lone surrogate (U+D800 to U+DFFF)", path) from None
+
+
 @cache
 def load(name: str) -> dict[str, Any]:
     """The schema `name` (one of the file names above), parsed once."""

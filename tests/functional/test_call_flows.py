@@ -254,13 +254,15 @@ def test_an_sms_that_cannot_be_queued_does_not_break_the_call(
 def test_an_sms_to_a_refused_destination_is_logged_and_the_call_goes_on(
     app_env: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    queue = with_memory_outbound(app_env, ALLOWED_DESTINATION_COUNTRIES="GB")
+    # GIVEN a call placed abroad, where the destination guard (the sender's country) forbids texting
+    abroad = {**PLACED, "To": "+447911123456"}
+    queue = with_memory_outbound(app_env)
     with caplog.at_level(logging.INFO):
-        done = answer(action(answer(REMINDER, PLACED), "Gather"), PLACED, Digits="1")
+        done = answer(action(answer(REMINDER, abroad), "Gather"), abroad, Digits="1")
     assert verbs(done) == ["Say", "Hangup"]
     assert queue.messages == []
     assert '"flow_sms_rejected"' in caplog.text
-    assert CALLER not in caplog.text
+    assert abroad["To"] not in caplog.text
 
 
 # --- verbs and closed ---------------------------------------------------------------------

@@ -63,9 +63,18 @@ def test_destination_outside_allowed_countries(app_env: AppFactory) -> None:
 
 
 def test_missing_default_sender(app_env: AppFactory) -> None:
-    app_env(TWILIO_PHONE_NUMBER="")
+    app_env(TWILIO_PHONE_NUMBER="", ALLOWED_DESTINATION_COUNTRIES="US")
     resp = post_json("make_call", {"to": "+15558675310"})
     assert (resp.status_code, body_json(resp)["field"]) == (400, "from")
+
+
+def test_no_country_for_the_destination_guard_is_a_configuration_error(
+    app_env: AppFactory,
+) -> None:
+    # Neither ALLOWED_DESTINATION_COUNTRIES nor a sender number to take the country from
+    app_env(TWILIO_PHONE_NUMBER="")
+    resp = post_json("make_call", {"to": "+15558675310", "from": "+15017122661"})
+    assert resp.status_code == 503
 
 
 def test_missing_account_sid_is_503(app_env: AppFactory) -> None:

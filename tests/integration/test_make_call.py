@@ -76,11 +76,19 @@ def test_no_content_lets_twilio_fetch_voice_url_from_the_public_url(
     assert sent.param("StatusCallback") == "https://calls.contoso.com/api/status_callback"
 
 
-def test_url_is_passed_through(app: TwilioMock) -> None:
-    assert (
-        post_json("make_call", {"to": TO, "url": "https://x.example/flow.xml"}).status_code == 201
-    )
-    assert only_call_request(app).param("Url") == "https://x.example/flow.xml"
+def test_url_on_an_allowed_host_is_passed_through(
+    app_env: AppFactory, twilio_mock: TwilioMock
+) -> None:
+    app_env(TWILIO_API_BASE_URL=twilio_mock.base_url, ALLOWED_URL_HOSTS="x.example")
+    resp = post_json("make_call", {"to": TO, "url": "https://x.example/flow.xml"})
+    assert resp.status_code == 201
+    assert only_call_request(twilio_mock).param("Url") == "https://x.example/flow.xml"
+
+
+def test_url_on_another_host_is_refused_before_twilio(app: TwilioMock) -> None:
+    resp = post_json("make_call", {"to": TO, "url": "https://x.example/flow.xml"})
+    assert (resp.status_code, body_json(resp)["field"]) == (400, "url")
+    assert app.find_requests("/Calls.json") == []
 
 
 def test_each_call_gets_its_own_sid(app: TwilioMock) -> None:

@@ -15,6 +15,8 @@ from telephony.outbound.calls import build_call, call_command, status_callback_u
 from telephony.outbound.commands import CommandRules, OutboundCommand, command_schema, parse_command
 from telephony.outbound.sender import OutboundCall, SenderDefaults
 
+HOME = frozenset({"US"})  # the destination guard: the sender's country
+
 DEFAULT_FROM = "+15017122661"
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 BASE = "https://calls.example.net"
@@ -25,7 +27,7 @@ MAX_TWIML_CHARS = _CALL["twiml"]["maxLength"]
 
 def parse(
     body: object,
-    allowed: frozenset[str] = frozenset(),
+    allowed: frozenset[str] = HOME | {"GB"},
     flow_exists: Callable[[str], bool] | None = None,
 ) -> OutboundCommand:
     return call_command(body, CommandRules(allowed, None, flow_exists), NOW)
@@ -35,7 +37,7 @@ def build(body: object, default_from: str | None = DEFAULT_FROM) -> OutboundCall
     return build_call(parse(body), SenderDefaults(default_from, None, None), BASE, None)
 
 
-def field_of(body: object, allowed: frozenset[str] = frozenset()) -> str | None:
+def field_of(body: object, allowed: frozenset[str] = HOME | {"GB"}) -> str | None:
     with pytest.raises(InvalidInputError) as info:
         build_call(parse(body, allowed), SenderDefaults(DEFAULT_FROM, None, None), BASE, None)
     return info.value.field
@@ -121,7 +123,7 @@ def test_make_call_does_not_take_the_queue_only_fields(field: str) -> None:
     ],
 )
 def test_make_call_and_a_queued_call_build_the_same_call(body: dict[str, object]) -> None:
-    rules = CommandRules()
+    rules = CommandRules(HOME)
     defaults = SenderDefaults(DEFAULT_FROM, None, BASE)
     now_call = build_call(call_command(body, rules, NOW), defaults, BASE, None)
     queued = parse_command({**body, "kind": "call"}, "key-1", rules, NOW)
@@ -135,7 +137,9 @@ def test_make_call_and_a_queued_call_build_the_same_call(body: dict[str, object]
 def test_a_queued_call_checks_its_twiml_as_make_call_does(twiml: str) -> None:
     body = {"to": "+15558675310", "twiml": twiml}
     with pytest.raises(CommandRejectedError) as queued:
-        parse_command({**body, "kind": "call", "idempotency_key": "k"}, "m", CommandRules(), NOW)
+        parse_command(
+            {**body, "kind": "call", "idempotency_key": "k"}, "m", CommandRules(HOME), NOW
+        )
     assert (queued.value.field, queued.value.key) == ("twiml", "k")
     assert field_of(body) == "twiml"
 
@@ -160,7 +164,73 @@ def test_destination_guard_allows_listed_regions_only() -> None:
     assert parse({"to": "+14155552671"}, allowed).to == "+14155552671"
     assert field_of({"to": "+18765551234"}, allowed) == "to"  # Jamaica shares +1
     assert field_of({"to": "+447911123456"}, allowed) == "to"
-    assert field_of({"to": "+15558675310"}, allowed) == "to"  # unassigned: no known region
+    # a number phonenumbers cannot place counts as its calling code's main country
+    assert parse({"to": "+15558675310"}, allowed).to == "+15558675310"
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["+19005551234", "+882123456789", "+8812345678", "+979123456789", "+18765551234"],
+    ids=["US premium-rate", "satellite", "satellite 881", "international premium", "Jamaica"],
+)
+def test_premium_rate_and_international_networks_never_pass(to: str) -> None:
+    assert field_of({"to": to}, frozenset({"US", "CA"})) == "to"
+
+
+@pytest.mark.parametrize(
+    "twiml",
+    [
+        "<Response><Dial>+882123456789</Dial></Response>",
+        "<Response><Dial><Number>+19005551234</Number></Dial></Response>",
+        "<Response><Dial><Sip>sip:anyone@example.com</Sip></Dial></Response>",
+        "<Response><Dial>5558675310</Dial></Response>",
+        "<Response><Sms to='+447911123456'>hi</Sms></Response>",
+    ],
+)
+def test_every_number_the_twiml_dials_passes_the_guard(twiml: str) -> None:
+    assert field_of({"to": "+15558675310", "twiml": twiml}, HOME) == "twiml"
+
+
+def test_twiml_that_dials_an_allowed_number_is_kept() -> None:
+    twiml = "<Response><Dial><Number>+14155552671</Number></Dial></Response>"
+    assert parse({"to": "+15558675310", "twiml": twiml}, HOME).twiml == twiml
+
+
+def test_a_url_must_name_an_allowed_host() -> None:
+    rules = CommandRules(HOME, allowed_url_hosts=frozenset({"twiml.example.com"}))
+    ok = call_command({"to": "+15558675310", "url": "https://twiml.example.com/a"}, rules, NOW)
+    assert ok.url == "https://twiml.example.com/a"
+    for url in ("https://evil.example/a", "https://twiml.example.com.evil.example/a"):
+        with pytest.raises(InvalidInputError) as info:
+            call_command({"to": "+15558675310", "url": url}, rules, NOW)
+        assert info.value.field == "url"
+    with pytest.raises(InvalidInputError):
+        call_command({"to": "+15558675310", "url": "https://twiml.example.com/a"},
+                     CommandRules(HOME, allowed_url_hosts=frozenset()), NOW)  # fmt: skip
+
+
+def test_no_allowed_region_refuses_every_destination() -> None:
+    assert field_of({"to": "+14155552671"}, frozenset()) == "to"
+
+
+def test_a_say_is_measured_as_the_twiml_twilio_gets() -> None:
+    from telephony.adapters.twiml import say_response
+
+    rules = CommandRules(HOME, render_say=say_response)
+    fits = "a" * 3900
+    assert call_command({"to": "+15558675310", "say": fits}, rules, NOW).say == fits
+    with pytest.raises(InvalidInputError) as info:  # 1,000 characters, 5,000 once escaped
+        call_command({"to": "+15558675310", "say": "&" * 1000}, rules, NOW)
+    assert info.value.field == "say"
+
+
+def test_say_loses_the_characters_xml_cannot_carry() -> None:
+    from xml.etree import ElementTree
+
+    from telephony.adapters.twiml import say_response
+
+    document = say_response("code\x00 1\x0b2\ufffe3")
+    assert ElementTree.fromstring(document).find("Say").text == "code 123"  # type: ignore[union-attr]
 
 
 def test_a_flow_is_checked_against_the_flow_document_only_when_named() -> None:

@@ -25,6 +25,8 @@ from telephony.outbound.service import (
 )
 from tests.fakes import Clock, MemoryOptOutStore, MemoryStore, ScriptedSender
 
+HOME = frozenset({"US"})  # the destination guard: the sender's country
+
 SMS = {"kind": "sms", "to": "+15558675310", "body": "Your order shipped"}
 BASE = "https://calls.example.net"
 
@@ -40,7 +42,7 @@ def service(
         "public_base_url": BASE,
     }
     values.update(defaults)
-    rules = CommandRules(messaging_service_sid=values["messaging_service_sid"])
+    rules = CommandRules(HOME, messaging_service_sid=values["messaging_service_sid"])
     svc = OutboundService(
         store, sender, rules, SenderDefaults(**values), MemoryOptOutStore(),
         (queue if queue is not None else []).append, clock or Clock(),
@@ -187,7 +189,7 @@ def test_rejection_never_overwrites_an_accepted_record() -> None:
     svc, store = service(sender)
     svc.handle(json.dumps({**SMS, "idempotency_key": "k"}), "m1", 1)
     assert svc.handle(json.dumps({**SMS, "idempotency_key": "k", "bdy": 1}), "m2", 1) is (
-        SendOutcome.REJECTED
+        SendOutcome.DUPLICATE
     )
     assert record(store, "k").status == "queued"
 
@@ -335,7 +337,7 @@ def test_corrected_command_under_a_rejected_key_is_sent() -> None:
 def flow_service(sender: ScriptedSender, *flows: str) -> tuple[OutboundService, MemoryStore]:
     """A service whose flow document defines `flows`."""
     store = MemoryStore()
-    rules = CommandRules(flow_exists=set(flows).__contains__)
+    rules = CommandRules(HOME, flow_exists=set(flows).__contains__)
     defaults = SenderDefaults("+15017122661", None, BASE)
     svc = OutboundService(store, sender, rules, defaults, MemoryOptOutStore(), [].append, Clock())
     return svc, store
