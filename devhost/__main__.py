@@ -15,7 +15,13 @@ import os
 import sys
 from pathlib import Path
 
-from devhost.config import DEFAULT_HTTP_PORT, ConfigError, HostConfig, load_host_json
+from devhost.config import (
+    DEFAULT_HTTP_PORT,
+    ConfigError,
+    HostConfig,
+    apply_development_environment,
+    load_host_json,
+)
 from devhost.config import load_local_settings as load_settings
 from devhost.metadata import (
     HttpFunction,
@@ -90,6 +96,7 @@ def main(argv: list[str] | None = None) -> int:
     """Load settings and the app, serve it, return the exit status."""
     args = parse_args(argv)
     _configure_logging(args.log_level)
+    environment = apply_development_environment()  # before the settings file, as Core Tools
     try:
         settings = load_settings(args.settings)
         sys.path.insert(0, str(args.app_dir.resolve()))
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, MetadataError, ImportError) as exc:
         print(f"devhost: {exc}", file=sys.stderr)
         return 2
+    logger.info("Environment: %s", environment)
     if settings.applied or settings.skipped:
         logger.info(
             "%s: %d settings loaded, %d already set in the environment (kept)",

@@ -21,6 +21,11 @@ DEFAULT_HTTP_PORT = 7071
 MIN_POLLING_INTERVAL = 0.1
 DEVELOPMENT_MAX_POLLING_INTERVAL = 2.0
 MAX_BATCH_SIZE = 32  # the most messages one Get Messages call of the Queue service returns
+# Core Tools runs the app in the Development environment, and apps read it (this one lets
+# callback URLs fall back to the request's host only there). A value the environment
+# already has wins; local.settings.json may not set it (Core Tools refuses a duplicate key).
+ENVIRONMENT_SETTING = "AZURE_FUNCTIONS_ENVIRONMENT"
+DEVELOPMENT_ENVIRONMENT = "Development"
 
 _TIMESPAN = re.compile(
     r"^(?:(?P<days>\d+)\.)?(?P<hours>\d{1,2}):(?P<minutes>\d{1,2})"
@@ -154,6 +159,18 @@ def load_host_json(path: Path) -> HostConfig:
         route_prefix=prefix.strip("/"),
         queues=queue_options(extensions.get("queues") or {}),
     )
+
+
+def apply_development_environment(environ: MutableMapping[str, str] | None = None) -> str:
+    """Set AZURE_FUNCTIONS_ENVIRONMENT to Development unless it is set; return its value.
+
+    Called before local.settings.json is read, so that, as under Core Tools, the file
+    cannot change it and only the environment the host was started with can.
+    """
+    env = os.environ if environ is None else environ
+    if not env.get(ENVIRONMENT_SETTING):
+        env[ENVIRONMENT_SETTING] = DEVELOPMENT_ENVIRONMENT
+    return env[ENVIRONMENT_SETTING]
 
 
 def load_local_settings(

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from twilio.request_validator import RequestValidator
+
+# The query parameter through which Twilio signs a raw (JSON) body: its SHA-256, in hex.
+BODY_HASH_PARAMETER = "bodySHA256"
 
 
 class FormParams:
@@ -43,6 +46,17 @@ def public_url(request_url: str, public_base_url: str | None) -> str:
     return f"{public_base_url.rstrip('/')}{parts.path}{query}"
 
 
+def signs_body_hash(url: str) -> bool:
+    """Whether `url` carries the bodySHA256 parameter, exactly as RequestValidator reads it.
+
+    RequestValidator hashes a raw body only when its parse_qs of the query has the
+    parameter (a blank value does not count); otherwise it signs the body as form fields,
+    and a str body there is a TypeError. So the same parse decides here, not a substring
+    of the query (`?xbodySHA256=1` is not the parameter).
+    """
+    return BODY_HASH_PARAMETER in parse_qs(urlsplit(url).query)
+
+
 class SignatureValidator:
     """Accepts a request signed with any of the given auth tokens (rotation)."""
 
@@ -53,7 +67,7 @@ class SignatureValidator:
         """True when `signature` matches `url` and `params` (form) or body (JSON)."""
         if not signature:
             return False
-        if isinstance(params, str) and "bodySHA256" not in urlsplit(url).query:
+        if isinstance(params, str) and not signs_body_hash(url):
             # A raw body is only signed through its hash in the query string.
             return False
         # RequestValidator tries the URL with and without the default port itself.

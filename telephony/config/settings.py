@@ -59,7 +59,8 @@ SETTINGS: tuple[SettingSpec, ...] = (
     SettingSpec("KEY_VAULT_URI", "When set, secrets not in the environment come from this vault."),
     SettingSpec(
         "PUBLIC_BASE_URL",
-        "Externally visible base URL (https://host), for signatures and callback URLs.",
+        "Externally visible base URL (https://host), for signatures and callback URLs; "
+        "required outside local development for make_call and POST /api/messages.",
     ),
     SettingSpec("OUTBOUND_QUEUE_NAME", "Queue of outbound commands.", default="outbound-messages"),
     SettingSpec("DELIVERIES_TABLE_NAME", "Table of delivery records.", default="deliveries"),

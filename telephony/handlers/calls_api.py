@@ -21,6 +21,8 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 def make_call(req: func.HttpRequest) -> func.HttpResponse:
     """POST /api/make_call {"to", "from"?, "say"? | "url"? | "twiml"? | "flow"?} -> 201."""
     container = get_container()
-    call, created = container.calls.place(read_json(req), base_url(req, None))
+    # Twilio calls back there: PUBLIC_BASE_URL, never the caller's Host (but in development).
+    base = base_url(req, container.settings)
+    call, created = container.calls.place(read_json(req), base)
     log_event(logger, "call_placed", function="make_call", CallSid=created.sid, to=call.to)
     return json_response({"sid": created.sid, "status": created.status, "to": mask(call.to)}, 201)

@@ -29,8 +29,9 @@ bp = func.Blueprint()  # type: ignore[no-untyped-call]
 def send_message(req: func.HttpRequest) -> func.HttpResponse:
     """Validate and enqueue a command: 202 {"id", "status_url"}; 200 for a used key."""
     container = get_container()
-    record, created = container.outbound.submit(read_json(req))
-    base = base_url(req, container.settings.public_base_url)
+    base = base_url(req, container.settings)  # before the command is queued: a 503 queues none
+    document = read_json(req)  # bad input is a 400 before any Storage client is built
+    record, created = container.outbound.submit(document)
     body = {**_view(record), "status_url": f"{base}/api/messages/{quote(record.key, safe='')}"}
     return json_response(body, 202 if created else 200)
 

@@ -9,7 +9,7 @@ import azure.functions as func
 from telephony.adapters.signature import FormParams
 from telephony.adapters.twiml import message_reply, say_response
 from telephony.container import Container
-from telephony.handlers.http import base_url, signed_webhook, xml_response
+from telephony.handlers.http import signed_base_url, signed_webhook, xml_response
 from telephony.logs import log_event
 from telephony.sms.routing import InboundSms, decide
 
@@ -28,7 +28,8 @@ def _voice(container: Container, params: FormParams, req: func.HttpRequest) -> f
     )  # fmt: skip
     if not flow:
         return xml_response(say_response(container.settings.voice_greeting))
-    base = base_url(req, container.settings.public_base_url)
+    # The flow's next URLs go back to Twilio: the signed host is the one Twilio called.
+    base = signed_base_url(req, container.settings)
     return xml_response(container.flow_calls.answer(flow, req.params, params, base))
 
 

@@ -3,8 +3,8 @@
 A make_call body is the command schema's call shape without `kind` and `idempotency_key`,
 so both paths validate with telephony/outbound/commands.py (schema, numbers, destination
 guard, TwiML, flow). `build_call` turns a validated command into the call Twilio is asked
-to place, with one rule for the app's base URL: PUBLIC_BASE_URL, else the URL the request
-came in on (make_call has one; a queued command does not).
+to place: make_call's handler passes the checked base URL (PUBLIC_BASE_URL; the request's
+host only in local development); a queued command uses PUBLIC_BASE_URL or none.
 """
 
 from __future__ import annotations
@@ -89,10 +89,13 @@ class CallPlacer:
         self._optouts = optouts
         self._clock = clock
 
-    def place(self, body: object, request_base: str) -> tuple[OutboundCommand, CreatedResource]:
-        """The validated call and what Twilio created; raises the error family."""
+    def place(self, body: object, base: str) -> tuple[OutboundCommand, CreatedResource]:
+        """The validated call and what Twilio created; raises the error family.
+
+        `base` is where Twilio calls back: the handler's checked base URL (PUBLIC_BASE_URL,
+        or the request's host in local development; telephony/handlers/http.py base_url).
+        """
         command = call_command(body, self._rules, self._clock())
         ensure_can_contact(self._optouts, command.to)
-        base = self._defaults.public_base_url or request_base
         call = build_call(command, self._defaults, base, status_callback_url(base))
         return command, self._sender.place_call(call)

@@ -82,3 +82,22 @@ def test_missing_account_sid_is_503(app_env: AppFactory) -> None:
     resp = post_json("make_call", {"to": "+15558675310"})
     assert resp.status_code == 503
     assert "TWILIO" not in body_json(resp)["error"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, None),
+        (b'{"to": "+15558675310", "n": ' + b"9" * 5000 + b"}", None),
+        (b'{"to": "+15558675310", "say": "hi \\ud800"}', "say"),
+    ],
+    ids=["nested past the recursion limit", "integer past the int-string limit", "surrogate"],
+)
+def test_json_past_the_parsers_limits_is_a_400(
+    app_env: AppFactory, raw: bytes, field: str | None
+) -> None:
+    app_env()
+    for function in ("make_call", "send_message"):
+        resp = post_json(function, None, raw=raw)
+        assert resp.status_code == 400, function
+        assert body_json(resp)["field"] == field
