@@ -79,6 +79,7 @@ bench-311: $(PY_STAMP) $(PY311)
 
 bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) bench/webhooks.py
+	$(PY) bench/sms_rules.py
 	$(PY) bench/connections.py
 	$(PY) bench/outbound.py
 	$(PY) bench/stack_startup.py

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from telephony.adapters.twilio_rest import CreatedResource, OutboundCall, OutboundSms
 from telephony.errors import RecordChangedError, RecordExistsError
 from telephony.outbound.records import DeliveryRecord
-from telephony.sms.optouts import OptOut
+from telephony.sms.optouts import ConsentEvent, consent_number
 
 
 class MemoryStore:
@@ -100,23 +100,59 @@ class Clock:
 
 
 class MemoryOptOutStore:
-    """OptOutStore in a dict (keyed by number), counting round trips."""
+    """OptOutStore in dicts keyed by the number without its channel, counting round trips.
+
+    It decides as the Table store does (ConsentEvent.overrides, once per MessageSid) and
+    costs what it costs: a consent event is a read, and a write when it is kept.
+    `optouts` holds the numbers opted out now.
+    """
 
     def __init__(self, *opted_out: str) -> None:
-        self.optouts = {n: OptOut(n, "STOP", datetime(2026, 1, 1, tzinfo=UTC)) for n in opted_out}
+        at = datetime(2026, 1, 1, tzinfo=UTC)
+        self.newest = {consent_number(n): ConsentEvent(n, "STOP", at) for n in opted_out}
+        self.optouts: dict[str, ConsentEvent] = dict(self.newest)
+        self.applied: set[tuple[str, str, bool]] = set()  # number, MessageSid, opted out
         self.round_trips = 0
+        self._lock = threading.Lock()
 
-    def add(self, optout: OptOut) -> None:
-        self.round_trips += 1
-        self.optouts[optout.number] = optout
-
-    def remove(self, number: str) -> None:
-        self.round_trips += 1
-        self.optouts.pop(number, None)
+    def apply(self, event: ConsentEvent) -> bool:
+        number = consent_number(event.number)
+        with self._lock:
+            self.round_trips += 1
+            applied = (number, event.message_sid or "", event.opted_out)
+            replayed = event.message_sid is not None and applied in self.applied
+            if replayed or not event.overrides(self.newest.get(number)):
+                return False
+            self.round_trips += 1
+            self.newest[number] = event
+            if event.message_sid is not None:
+                self.applied.add(applied)
+            if event.opted_out:
+                self.optouts[number] = event
+            else:
+                self.optouts.pop(number, None)
+            return True
 
     def is_opted_out(self, number: str) -> bool:
-        self.round_trips += 1
-        return number in self.optouts
+        with self._lock:
+            self.round_trips += 1
+            return consent_number(number) in self.optouts
+
+    # Unordered writes, as the store had before consent was ordered: for tests that set a
+    # number's state directly (a STOP or START arriving mid-send), not through apply.
+
+    def add(self, optout: ConsentEvent) -> None:
+        number = consent_number(optout.number)
+        with self._lock:
+            self.round_trips += 1
+            self.newest[number] = self.optouts[number] = optout
+
+    def remove(self, number: str) -> None:
+        number = consent_number(number)
+        with self._lock:
+            self.round_trips += 1
+            self.newest.pop(number, None)
+            self.optouts.pop(number, None)
 
 
 class MonotonicClock:

@@ -72,9 +72,7 @@ def parse_json(text: str, *, check_text: bool = True) -> object:
     return document
 
 
-def check_parsed(
-    value: object, path: tuple[object, ...] = (), *, check_text: bool = True
-) -> None:
+def check_parsed(value: object, path: tuple[object, ...] = (), *, check_text: bool = True) -> None:
     """Refuse what parse_json refuses in a value parsed elsewhere (depth, lone surrogates)."""
     if len(path) > MAX_JSON_DEPTH:
         raise JsonInputError("the JSON is nested too deeply", path)

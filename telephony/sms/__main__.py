@@ -4,6 +4,9 @@
 
 FILE defaults to SMS_RULES_FILE (relative to the app's folder), else the shipped example.
 Exit status: 0 when the file is usable, 1 when it has a problem (each on its own line).
+Regex rules are compiled with RE2, as the app runs them: a pattern RE2 cannot run
+(backreferences, lookarounds, possessive quantifiers...) or over its size budget is a
+problem here, not a surprise in production.
 """
 
 from __future__ import annotations

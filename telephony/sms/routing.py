@@ -1,9 +1,13 @@
 """Inbound SMS: opt-out keywords first, then the rules; what to reply and whom to forward to.
 
-`decide` is pure: it reads the message and the rules. `SmsResponder` carries a decision
-out: it records opt-outs and opt-ins, and puts forwards on the outbound queue with
-idempotency keys derived from the inbound MessageSid, so a webhook that Twilio delivers
-twice forwards once. Replies go back in the webhook's TwiML.
+`decide` is pure: it reads the message and the rules. A message is a keyword when its
+text is one (telephony/sms/keywords.py) or when Twilio's Advanced Opt-Out says so in the
+webhook's `OptOutType` (STOP, START or HELP); when the two disagree, opting out wins.
+
+`SmsResponder` carries a decision out: it records opt-outs and opt-ins as consent events
+ordered by when Twilio created the message (telephony/sms/optouts.py), and puts forwards
+on the outbound queue with idempotency keys derived from the inbound MessageSid, so a
+webhook that Twilio delivers twice forwards once. Replies go back in the webhook's TwiML.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from telephony.errors import CommandRejectedError, RecipientOptedOutError
 from telephony.logs import log_event
 from telephony.sms.keywords import KeywordKind, keyword_of
-from telephony.sms.optouts import OptOut, OptOutStore
+from telephony.sms.optouts import ConsentEvent, MessageClock, OptOutStore, TimeSource
 
 if TYPE_CHECKING:
     # Only for types: the rules module (and its validation) loads with SMS_RULES_FILE.
@@ -32,6 +36,11 @@ _PLACEHOLDER = re.compile(r"\{(from|body|to)\}")
 
 DEFAULT_HELP_REPLY = "Reply STOP to stop receiving messages from this number, START to resume."
 DEFAULT_START_REPLY = "You will receive messages from this number again. Reply STOP to stop."
+
+# Twilio's OptOutType values (Advanced Opt-Out), as the app's keyword kinds.
+OPT_OUT_TYPES: dict[str, KeywordKind] = {"STOP": "opt_out", "START": "opt_in", "HELP": "help"}
+# When the text and OptOutType disagree, the first kind here wins: opting out is safe.
+_KIND_PRECEDENCE: tuple[KeywordKind, ...] = ("opt_out", "opt_in", "help")
 
 SmsOutcome = Literal["opt_out", "opt_in", "help", "rule", "default", "auto_reply", "no_match"]
 # Puts one outbound command (a dict of the queue contract) on the queue, at most once per key.
@@ -57,6 +66,7 @@ class InboundSms:
     from_: str
     to: str
     body: str
+    opt_out_type: str | None = None  # Twilio's OptOutType: STOP, START or HELP
 
     @classmethod
     def from_params(cls, params: WebhookFields) -> InboundSms:
@@ -66,11 +76,29 @@ class InboundSms:
             from_=params.get("From") or "",
             to=params.get("To") or "",
             body=params.get("Body") or "",
+            opt_out_type=(params.get("OptOutType") or "").strip().upper() or None,
+        )
+
+    def keyword(self) -> tuple[KeywordKind, str] | None:
+        """The keyword the message is, by its text or by Twilio's OptOutType.
+
+        A kind that only OptOutType gives is named after it (`OptOutType:STOP`): Twilio
+        matched a keyword of its own, such as one added under Advanced Opt-Out.
+        """
+        found = [keyword_of(self.body)]
+        kind = OPT_OUT_TYPES.get(self.opt_out_type or "")
+        if kind is not None:
+            found.append((kind, f"OptOutType:{self.opt_out_type}"))
+        # min keeps the first of equals: the text's own word when both give one kind.
+        return min(
+            (keyword for keyword in found if keyword is not None),
+            key=lambda keyword: _KIND_PRECEDENCE.index(keyword[0]),
+            default=None,
         )
 
     def opts_out(self) -> bool:
         """Whether the message is an opt-out keyword, which no rule can change."""
-        keyword = keyword_of(self.body)
+        keyword = self.keyword()
         return keyword is not None and keyword[0] == "opt_out"
 
     def placeholders(self) -> dict[str, str]:
@@ -91,7 +119,7 @@ class SmsDecision:
 
 def decide(message: InboundSms, rules: SmsRules | None, auto_reply: str | None) -> SmsDecision:
     """Keywords, then the first matching rule, then the default; no rules: `auto_reply`."""
-    keyword = keyword_of(message.body)
+    keyword = message.keyword()
     if keyword is not None:
         return _keyword_decision(keyword[0], keyword[1], message, rules)
     if rules is None:
@@ -136,41 +164,75 @@ def forward_key(message_sid: str, position: int) -> str:
 
 
 class SmsResponder:
-    """Carries out decisions; the opt-out store is built only when a keyword needs it."""
+    """Carries out decisions; the opt-out store is built only when a keyword needs it.
+
+    With a `message_clock` (Twilio's REST API), consent events are ordered by when Twilio
+    created the message; without one, or when Twilio does not know the message, by when
+    the app received it, and only the once-per-MessageSid rule stops a replay.
+    """
 
     def __init__(
         self,
         optouts: Callable[[], OptOutStore],
         forward: Forwarder,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        message_clock: MessageClock | None = None,
     ) -> None:
         self._optouts = optouts
         self._forward = forward
         self._clock = clock
+        self._message_clock = message_clock
 
     def respond(self, message: InboundSms, decision: SmsDecision) -> str | None:
         """Record the opt-out or opt-in, queue the forwards; the reply text (or None).
 
-        Raises StorageUnavailableError when an opt-out cannot be recorded: the caller answers
-        503 rather than pretend the STOP was kept.
+        An opt-in that a newer consent event (or an earlier delivery of the same message)
+        outranks changes nothing and gets no reply. Raises StorageUnavailableError when
+        consent cannot be recorded, and an UnavailableError when Twilio cannot date an
+        opt-in: the caller answers 503 rather than pretend the STOP or START was kept.
         """
+        reply = decision.reply
         if decision.outcome in ("opt_out", "opt_in") and message.from_:
-            self._record_consent(message, decision)
+            kept = self._record_consent(message, decision)
+            if not kept and decision.outcome == "opt_in":
+                reply = None
         for position, number in enumerate(decision.forward, start=1):
             self._forward_one(message, number, position)
-        return decision.reply
+        return reply
 
-    def _record_consent(self, message: InboundSms, decision: SmsDecision) -> None:
-        if decision.outcome == "opt_out":
-            optout = OptOut(message.from_, decision.keyword or "", self._clock(), message.sid)
-            self._optouts().add(optout)
-            event = "sms_opted_out"
-        else:
-            self._optouts().remove(message.from_)
-            event = "sms_opted_in"
+    def _record_consent(self, message: InboundSms, decision: SmsDecision) -> bool:
+        opted_out = decision.outcome == "opt_out"
+        at, source = self._event_time(message, opted_out)
+        keyword = decision.keyword or ""
+        event = ConsentEvent(message.from_, keyword, at, message.sid, opted_out, source)
+        kept = self._optouts().apply(event)
+        name = ("sms_opted_out" if opted_out else "sms_opted_in") if kept else "sms_consent_ignored"
         log_event(
-            logger, event, From=message.from_, keyword=decision.keyword, MessageSid=message.sid
-        )
+            logger, name, logging.INFO if kept else logging.WARNING, From=message.from_,
+            keyword=decision.keyword, MessageSid=message.sid, time_source=source,
+        )  # fmt: skip
+        return kept
+
+    def _event_time(self, message: InboundSms, opted_out: bool) -> tuple[datetime, TimeSource]:
+        """When the message was created at Twilio, else when it was received here."""
+        received = self._clock()
+        if self._message_clock is None or message.sid is None:
+            return received, "received"
+        try:
+            created = self._message_clock.message_created_at(message.sid)
+        except Exception as exc:
+            if not opted_out:
+                # Dated by its arrival, an old START (held up, or replayed before it was
+                # ever applied) would outrank a newer STOP: answer 503 and keep the STOP.
+                raise
+            # A STOP is never lost to a lookup: dated by its arrival, it can only be late,
+            # and a late opt-out errs on the safe side.
+            log_event(
+                logger, "consent_time_unavailable", logging.WARNING,
+                MessageSid=message.sid, reason=type(exc).__name__,
+            )  # fmt: skip
+            return received, "received"
+        return (created, "twilio") if created is not None else (received, "received")
 
     def _forward_one(self, message: InboundSms, number: str, position: int) -> None:
         if message.sid is None or number in (message.to, message.from_):

@@ -140,8 +140,8 @@ def test_a_retried_webhook_forwards_with_the_same_key(app: SmsApp) -> None:
 @pytest.mark.parametrize(
     ("content", "named"),
     [
-        ("version: 1\nrules:\n  - name: broken\n    regex: '(a+)+'\n    reply: x\n",
-         "rule broken: regex repeats a group"),
+        ("version: 1\nrules:\n  - name: broken\n    regex: '(a)\\1'\n    reply: x\n",
+         "rule broken: regex does not compile with RE2"),
         ("version: 1\nrules:\n  - name: typo\n    exact: hi\n    reply: 'Hi {name}'\n",
          "rule typo: unknown placeholder {name}"),
     ],

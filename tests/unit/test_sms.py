@@ -9,16 +9,29 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
-from telephony.errors import CommandRejectedError, RecipientOptedOutError, StorageUnavailableError
+from telephony.errors import (
+    CommandRejectedError,
+    RecipientOptedOutError,
+    StorageUnavailableError,
+    TwilioUnavailableError,
+)
 from telephony.outbound.commands import CommandRules
 from telephony.outbound.sender import SenderDefaults
 from telephony.outbound.service import OutboundService, SendOutcome
-from telephony.sms.optouts import OPTED_OUT, OptOut, optout_key
+from telephony.sms.keywords import keyword_of
+from telephony.sms.optouts import (
+    OPTED_OUT,
+    ConsentEvent,
+    MessageClock,
+    consent_number,
+    ensure_can_contact,
+    optout_key,
+)
 from telephony.sms.routing import (
     DEFAULT_HELP_REPLY,
     DEFAULT_START_REPLY,
@@ -30,6 +43,8 @@ from telephony.sms.routing import (
 )
 from telephony.sms.rules import SmsRules, parse_rules
 from tests.fakes import Clock, MemoryOptOutStore, MemoryStore, ScriptedSender
+
+HOME = frozenset({"US"})  # the destination guard: the sender's country
 
 CUSTOMER = "+15558675310"
 OURS = "+15017122661"
@@ -105,13 +120,13 @@ def test_from_params_reads_twilio_fields() -> None:
 
 
 class Responder:
-    def __init__(self, *opted_out: str) -> None:
+    def __init__(self, *opted_out: str, message_clock: MessageClock | None = None) -> None:
         self.store = MemoryOptOutStore(*opted_out)
         self.store_built = 0
         self.queued: list[dict[str, object]] = []
         self.refuse: dict[str, Exception] = {}
-        clock = Clock(datetime(2026, 5, 1, 9, 30, tzinfo=UTC))
-        self.responder = SmsResponder(self._store, self._forward, clock)
+        self.clock = Clock(datetime(2026, 5, 1, 9, 30, tzinfo=UTC))
+        self.responder = SmsResponder(self._store, self._forward, self.clock, message_clock)
 
     def _store(self) -> MemoryOptOutStore:
         self.store_built += 1
@@ -139,7 +154,7 @@ def test_start_removes_the_opt_out_and_confirms() -> None:
     r = Responder(CUSTOMER)
     assert r.respond("START") == "Welcome back"
     assert CUSTOMER not in r.store.optouts
-    assert r.respond("yes") == "Welcome back"  # opting in twice is harmless
+    assert r.respond("yes", sid="SM" + "2" * 32) == "Welcome back"  # twice is harmless
 
 
 def test_a_keyword_without_a_sender_records_nothing() -> None:
@@ -212,7 +227,8 @@ def test_optout_key_is_the_sha256_of_the_number_not_the_number() -> None:
 
 # Enforcement on queued and HTTP sends
 
-STOPPED = OptOut(CUSTOMER, "STOP", datetime(2026, 1, 1, tzinfo=UTC))
+STOPPED = ConsentEvent(CUSTOMER, "STOP", datetime(2026, 1, 1, tzinfo=UTC))
+STARTED = ConsentEvent(CUSTOMER, "START", datetime(2026, 2, 1, tzinfo=UTC), opted_out=False)
 SEND = {"kind": "sms", "to": CUSTOMER, "body": "Your order shipped", "idempotency_key": "k1"}
 
 
@@ -222,7 +238,9 @@ def outbound(
     store, sender = MemoryStore(), ScriptedSender()
     defaults = SenderDefaults(OURS, None, "https://calls.example.net")
     enqueue = (queue if queue is not None else []).append
-    service = OutboundService(store, sender, CommandRules(), defaults, optouts, enqueue, Clock())
+    service = OutboundService(
+        store, sender, CommandRules(HOME), defaults, optouts, enqueue, Clock()
+    )
     return service, store, sender
 
 
@@ -246,7 +264,7 @@ def test_after_opting_in_the_same_key_is_sent() -> None:
     optouts = MemoryOptOutStore(CUSTOMER)
     service, store, sender = outbound(optouts)
     service.handle(json.dumps(SEND), "m1", 1)
-    optouts.remove(CUSTOMER)
+    optouts.apply(STARTED)
     assert service.handle(json.dumps(SEND), "m1", 2) is SendOutcome.SENT
     assert len(sender.sent) == 1
     assert store.records["k1"].status == "queued"
@@ -263,8 +281,8 @@ def test_a_sent_key_redelivered_after_stop_keeps_its_record() -> None:
     optouts = MemoryOptOutStore()
     service, store, sender = outbound(optouts)
     service.handle(json.dumps(SEND), "m1", 1)
-    optouts.add(STOPPED)
-    assert service.handle(json.dumps(SEND), "m1", 2) is SendOutcome.REJECTED
+    optouts.apply(STOPPED)
+    assert service.handle(json.dumps(SEND), "m1", 2) is SendOutcome.DUPLICATE
     assert store.records["k1"].status == "queued"
     assert len(sender.sent) == 1
 
@@ -293,7 +311,313 @@ def test_submit_of_a_used_key_answers_with_its_record_without_an_opt_out_read() 
     queued: list[str] = []
     service, _, _ = outbound(optouts, queued)
     service.submit(dict(SEND))
-    optouts.add(STOPPED)
+    optouts.apply(STOPPED)
     before = optouts.round_trips
     _, created = service.submit(dict(SEND))
     assert (created, len(queued), optouts.round_trips) == (False, 1, before)
+
+
+# Keywords: a message whose only word is an opt-out keyword opts out (DESIGN, Opt-outs)
+
+OPTS_OUT = [
+    ("Stop.", "STOP"),
+    ("STOP!", "STOP"),
+    (" stop all", "STOPALL"),
+    ("OPT-OUT", "OPTOUT"),
+    ("opt out", "OPTOUT"),
+    ("Opt_Out", "OPTOUT"),
+    ("'stop'", "STOP"),
+    ("\u00a1Stop!", "STOP"),
+    ("STOP!!! \U0001f6d1", "STOP"),
+    ("...unsubscribe...", "UNSUBSCRIBE"),
+    ("Cancel?", "CANCEL"),
+    ("\uff33\uff34\uff2f\uff30", "STOP"),  # full-width letters
+    ("stop\u200b", "STOP"),  # a zero-width space after it
+    ("opt\u2013out", "OPTOUT"),  # an en dash
+    ("s t o p", "STOP"),
+    ("Revoke.", "REVOKE"),
+    ("end\n", "END"),
+]
+NOT_KEYWORDS = [
+    "stop by tomorrow",
+    "stop please",
+    "please stop",
+    "don't stop",
+    "stop, please",
+    "STOPPED",
+    "nonstop",
+    "bus stop",
+    "the end",
+    "weekend",
+    "1 stop",
+    "HELPME",
+    "help me",
+    "Start!",  # opting back in is matched strictly
+    "yes.",
+    "start now",
+    "un-stop",
+    "",
+    "  ",
+    "!!!",
+]
+
+
+@pytest.mark.parametrize(("text", "word"), OPTS_OUT)
+def test_a_message_whose_only_word_is_an_opt_out_keyword_opts_out(text: str, word: str) -> None:
+    assert keyword_of(text) == ("opt_out", word)
+    assert decide(sms(text), RULES, "auto") == SmsDecision("opt_out", keyword=word)
+
+
+@pytest.mark.parametrize("text", NOT_KEYWORDS)
+def test_other_text_is_no_keyword(text: str) -> None:
+    assert keyword_of(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "word"),
+    [
+        ("START", "opt_in", "START"),
+        (" start ", "opt_in", "START"),
+        ("Yes", "opt_in", "YES"),
+        ("unstop", "opt_in", "UNSTOP"),
+        ("Help?", "help", "HELP"),
+        ("INFO.", "help", "INFO"),
+        (" info ", "help", "INFO"),
+    ],
+)
+def test_opt_in_is_the_whole_message_and_help_may_carry_punctuation(
+    text: str, kind: str, word: str
+) -> None:
+    assert keyword_of(text) == (kind, word)
+
+
+def test_the_four_reported_messages_are_recorded_as_opt_outs() -> None:
+    r = Responder()
+    for n, body in enumerate(["Stop.", "STOP!", " stop all", "OPT-OUT"]):
+        number = f"+1555867532{n}"
+        message = InboundSms(f"SM{n:032d}", number, OURS, body)
+        assert r.responder.respond(message, decide(message, RULES, "auto")) is None
+        assert number in r.store.optouts
+
+
+# Twilio's OptOutType (Advanced Opt-Out): STOP, START or HELP on the messaging webhook
+
+
+def typed(body: str, opt_out_type: str) -> InboundSms:
+    params = {"MessageSid": SID, "From": CUSTOMER, "To": OURS, "Body": body}
+    return InboundSms.from_params({**params, "OptOutType": opt_out_type})
+
+
+def test_opt_out_type_is_read_from_the_webhook() -> None:
+    assert typed("parar", " stop ").opt_out_type == "STOP"
+    assert InboundSms.from_params({"Body": "x"}).opt_out_type is None
+
+
+def test_opt_out_type_stop_opts_out_whatever_the_text() -> None:
+    message = typed("Parar", "STOP")
+    assert message.opts_out()  # sms_url then skips the rules, as for STOP
+    assert decide(message, RULES, "auto") == SmsDecision("opt_out", keyword="OptOutType:STOP")
+    assert decide(typed("stop", "STOP"), RULES, None).keyword == "STOP"
+
+
+def test_opt_out_type_start_and_help_answer_as_the_keywords_do() -> None:
+    assert decide(typed("Empezar", "START"), RULES, None) == SmsDecision(
+        "opt_in", reply="Welcome back", keyword="OptOutType:START"
+    )
+    assert decide(typed("Ayuda", "HELP"), RULES, None).outcome == "help"
+
+
+@pytest.mark.parametrize(("body", "opt_out_type"), [("stop", "START"), ("START", "STOP")])
+def test_when_text_and_opt_out_type_disagree_opting_out_wins(body: str, opt_out_type: str) -> None:
+    assert decide(typed(body, opt_out_type), RULES, None).outcome == "opt_out"
+
+
+def test_an_unknown_opt_out_type_is_ignored() -> None:
+    assert decide(typed("hours", "MAYBE"), RULES, None).rule == "hours"
+
+
+# One person on every channel: the key is the number without its channel prefix
+
+WHATSAPP = f"whatsapp:{CUSTOMER}"
+
+
+@pytest.mark.parametrize(
+    ("address", "number"),
+    [
+        (WHATSAPP, CUSTOMER),
+        (f"sms:{CUSTOMER}", CUSTOMER),
+        (f" {CUSTOMER} ", CUSTOMER),
+        (CUSTOMER, CUSTOMER),
+        ("messenger:1234567890", "messenger:1234567890"),  # not a phone number
+    ],
+)
+def test_consent_number_drops_the_channel_prefix(address: str, number: str) -> None:
+    assert consent_number(address) == number
+
+
+def test_the_opt_out_key_is_the_same_on_every_channel() -> None:
+    assert optout_key(WHATSAPP) == optout_key(CUSTOMER) == optout_key(f"sms:{CUSTOMER}")
+
+
+def test_a_whatsapp_stop_blocks_calls_and_sms_to_the_number() -> None:
+    r = Responder()
+    message = InboundSms(SID, WHATSAPP, f"whatsapp:{OURS}", "STOP")
+    r.responder.respond(message, decide(message, RULES, None))
+    with pytest.raises(RecipientOptedOutError):
+        ensure_can_contact(r.store, CUSTOMER)
+    service, _, sender = outbound(r.store)
+    call = {"kind": "call", "to": CUSTOMER, "say": "Hi", "idempotency_key": "k1"}
+    assert service.handle(json.dumps(call), "m1", 1) is SendOutcome.REJECTED
+    assert service.handle(json.dumps(SEND | {"idempotency_key": "k2"}), "m2", 1) is (
+        SendOutcome.REJECTED
+    )
+    assert sender.sent == []
+
+
+def test_an_sms_stop_then_a_whatsapp_start_opts_back_in() -> None:
+    r = Responder()
+    r.respond("STOP")
+    r.clock.advance(minutes=1)
+    start = InboundSms("SM" + "2" * 32, WHATSAPP, f"whatsapp:{OURS}", "START")
+    assert r.responder.respond(start, decide(start, RULES, None)) == "Welcome back"
+    ensure_can_contact(r.store, CUSTOMER)
+    ensure_can_contact(r.store, WHATSAPP)
+
+
+# Order: an older consent event never overrides a newer one
+
+T0 = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+
+
+def sid(n: int) -> str:
+    return f"SM{n:032x}"
+
+
+class TwilioTimes:
+    """MessageClock: Twilio's date_created per MessageSid, or a failure to answer."""
+
+    def __init__(self, **created: datetime) -> None:
+        self.created = created
+        self.error: Exception | None = None
+        self.asked: list[str] = []
+
+    def message_created_at(self, message_sid: str) -> datetime | None:
+        self.asked.append(message_sid)
+        if self.error is not None:
+            raise self.error
+        return self.created.get(message_sid)
+
+
+def test_a_replayed_start_after_a_newer_stop_is_ignored() -> None:
+    # Without Twilio's times, events are dated on arrival: only the MessageSid tells a
+    # replay from a new START.
+    r = Responder()
+    r.respond("STOP", sid=sid(1))
+    r.clock.advance(minutes=1)
+    assert r.respond("START", sid=sid(2)) == "Welcome back"
+    r.clock.advance(minutes=1)
+    r.respond("STOP", sid=sid(3))
+    r.clock.advance(days=30)
+    assert r.respond("START", sid=sid(2)) is None  # the same signed request, again
+    assert CUSTOMER in r.store.optouts
+    assert r.store.optouts[CUSTOMER].message_sid == sid(3)
+
+
+def test_with_twilio_times_an_older_start_never_seen_before_is_ignored() -> None:
+    times = TwilioTimes(**{sid(1): T0, sid(2): T0 - timedelta(minutes=5)})
+    r = Responder(message_clock=times)
+    r.respond("STOP", sid=sid(1))
+    r.clock.advance(hours=1)  # it arrives late: its own time still says it is older
+    assert r.respond("START", sid=sid(2)) is None
+    assert r.store.optouts[CUSTOMER].at == T0
+    assert r.store.optouts[CUSTOMER].time_source == "twilio"
+
+
+def test_with_twilio_times_a_newer_start_applies_whatever_the_arrival_order() -> None:
+    times = TwilioTimes(**{sid(1): T0 + timedelta(seconds=2), sid(2): T0})
+    r = Responder(message_clock=times)
+    assert r.respond("START", sid=sid(1)) == "Welcome back"  # the newer one, first
+    r.respond("STOP", sid=sid(2))  # the older one, second: ignored
+    assert CUSTOMER not in r.store.optouts
+
+
+@pytest.mark.parametrize("order", [("STOP", "START"), ("START", "STOP")])
+def test_a_stop_and_a_start_in_the_same_second_leave_the_number_opted_out(
+    order: tuple[str, str],
+) -> None:
+    times = TwilioTimes(**{sid(1): T0, sid(2): T0})
+    r = Responder(message_clock=times)
+    for n, body in enumerate(order, start=1):
+        r.respond(body, sid=sid(n))
+    assert CUSTOMER in r.store.optouts
+
+
+def test_a_stop_is_kept_when_twilio_cannot_date_it() -> None:
+    times = TwilioTimes()
+    times.error = TwilioUnavailableError("Twilio answered 503", status=503)
+    r = Responder(message_clock=times)
+    r.respond("STOP")
+    optout = r.store.optouts[CUSTOMER]
+    assert (optout.at, optout.time_source) == (r.clock.now, "received")
+
+
+def test_a_start_that_twilio_cannot_date_is_503_and_changes_nothing() -> None:
+    times = TwilioTimes()
+    times.error = TwilioUnavailableError("Twilio answered 503", status=503)
+    r = Responder(CUSTOMER, message_clock=times)
+    with pytest.raises(TwilioUnavailableError):
+        r.respond("START")
+    assert CUSTOMER in r.store.optouts
+
+
+def test_a_message_twilio_does_not_know_is_dated_on_arrival() -> None:
+    r = Responder(message_clock=TwilioTimes())
+    r.respond("STOP")
+    assert r.store.optouts[CUSTOMER].time_source == "received"
+
+
+def test_no_time_is_asked_for_messages_that_are_not_consent() -> None:
+    times = TwilioTimes()
+    r = Responder(message_clock=times)
+    for body in ("hours", "help", "order 7"):
+        r.respond(body)
+    assert times.asked == []
+
+
+AT = datetime(2026, 5, 1, tzinfo=UTC)
+
+
+def event(opted_out: bool, seconds: int, message: int | None = None) -> ConsentEvent:
+    keyword = "STOP" if opted_out else "START"
+    at = AT + timedelta(seconds=seconds)
+    return ConsentEvent(CUSTOMER, keyword, at, sid(message) if message else None, opted_out)
+
+
+@pytest.mark.parametrize(
+    ("new", "newest", "overrides"),
+    [
+        (event(False, 1, 2), None, True),
+        (event(False, 2, 2), event(True, 1, 1), True),  # a newer START
+        (event(False, 1, 2), event(True, 2, 1), False),  # an older START
+        (event(True, 1, 2), event(False, 2, 1), False),  # an older STOP, too
+        (event(False, 1, 2), event(True, 1, 1), False),  # same second: the STOP stays
+        (event(True, 1, 2), event(False, 1, 1), True),
+        (event(True, 1, 2), event(True, 1, 1), True),  # refreshes
+        (event(False, 9, 1), event(False, 1, 1), False),  # the same message again
+        (event(True, 9, 1), event(False, 1, 1), True),  # same SID, other kind: not a replay
+        (event(True, 9), event(True, 1), True),  # no SID: only time orders
+    ],
+)
+def test_the_order_of_consent_events(
+    new: ConsentEvent, newest: ConsentEvent | None, overrides: bool
+) -> None:
+    assert new.overrides(newest) is overrides
+
+
+def test_the_store_ignores_an_event_it_applied_before_even_after_others() -> None:
+    store = MemoryOptOutStore()
+    assert store.apply(event(True, 1, 1))
+    assert store.apply(event(False, 2, 2))
+    assert store.apply(event(True, 3, 3))
+    assert not store.apply(event(False, 4, 2))  # sid 2 is a replay, whatever its time
+    assert store.is_opted_out(CUSTOMER)

@@ -6,8 +6,10 @@ first matching rule wins, and every broken document is refused with its rule and
 
 from __future__ import annotations
 
+import ast
 import json
 import re
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,18 @@ import pytest
 
 from telephony.config.documents import APP_ROOT
 from telephony.errors import SmsRulesError
+from telephony.sms import rules as rules_module
 from telephony.sms.__main__ import main
 from telephony.sms.keywords import HELP_KEYWORDS, OPT_IN_KEYWORDS, OPT_OUT_KEYWORDS, keyword_of
-from telephony.sms.routing import fill_template
-from telephony.sms.rules import REGEX_INPUT_CHARS, SmsRules, load_rules, parse_rules
+from telephony.sms.routing import InboundSms, decide, fill_template
+from telephony.sms.rules import (
+    REGEX_INPUT_CHARS,
+    REGEX_MAX_INSTRUCTIONS,
+    REGEX_TOTAL_INSTRUCTIONS,
+    SmsRules,
+    load_rules,
+    parse_rules,
+)
 
 RULES: dict[str, Any] = {
     "version": 1,
@@ -88,6 +98,63 @@ def test_a_regex_sees_a_bounded_part_of_the_message() -> None:
     assert matched(rules, "a" * REGEX_INPUT_CHARS + "x") is None
 
 
+@pytest.mark.parametrize(
+    ("regex", "text"),
+    [("^été$", "ÉTÉ"), ("straße", "STRASSE straße"), ("^[a-z]+$", "KELVIN"), (r"\bok\b", "OK!")],
+)
+def test_regex_case_folding_covers_unicode(regex: str, text: str) -> None:
+    rules = parse_rules(with_rule(regex=regex, reply="x"))
+    assert matched(rules, text) == "r1"
+
+
+@pytest.mark.parametrize(
+    "text", ["\ud800", "a\udfffb", "\U0001f600" * 400, "\x00\x1b", "é" * 2000, ""]
+)
+def test_a_regex_searches_any_text_even_what_utf8_cannot_carry(text: str) -> None:
+    rules = parse_rules(with_rule(regex="^.*$", reply="x"))
+    assert matched(rules, text) == "r1"
+
+
+# The attack: patterns that Python's re (which backtracks) searches for minutes, holding the
+# GIL, on one SMS of 40 to 60 characters (the digits: seconds at 60, hours at 320). The old
+# load-time check, which refused only a repeated group with an unbounded repeat inside,
+# accepted all four. Each: the pattern, a hostile message, and a message it matches.
+BACKTRACKING_ATTACKS = [
+    pytest.param(r"^(\s*\w+\s*,?){1,20}$", "a" * 40 + "!", "a, b ,c", id="repeated-words"),
+    pytest.param(r"^(a|aa)*$", "a" * 50 + "!", "a" * 50, id="overlapping-alternatives"),
+    pytest.param(r"^(a{1,5}){1,64}$", "a" * 40 + "!", "a" * 40, id="counted-groups"),
+    pytest.param(r"\d*\d*\d*\d*\d*x", "1" * 60, "1" * 59 + "x", id="adjacent-stars"),
+]
+
+
+@pytest.mark.parametrize(("pattern", "hostile", "matching"), BACKTRACKING_ATTACKS)
+def test_a_backtracking_attack_runs_on_a_linear_time_engine(
+    pattern: str, hostile: str, matching: str
+) -> None:
+    rules = parse_rules(with_rule(regex=pattern, reply="x"))
+    compiled = rules.rules[0].compiled
+    # Asserted before any search, which under Python's re would not return for minutes:
+    # RE2 runs the rule, within the size that bounds its time per character.
+    assert not isinstance(compiled, re.Pattern)
+    assert type(compiled).__module__.split(".")[0] == "re2", type(compiled)
+    assert compiled.programsize <= REGEX_MAX_INSTRUCTIONS
+    assert matched(rules, hostile) is None
+    assert matched(rules, matching) == "r1"
+
+
+@pytest.mark.parametrize(("pattern", "hostile", "matching"), BACKTRACKING_ATTACKS)
+def test_a_backtracking_attack_gets_the_default_through_the_whole_path(
+    pattern: str, hostile: str, matching: str
+) -> None:
+    rules = parse_rules({**with_rule(regex=pattern, reply="x"), "default": {"reply": "d"}})
+    assert rules.rules[0].compiled is not None
+    assert type(rules.rules[0].compiled).__module__.split(".")[0] == "re2"
+    # A 1,600-character body (Twilio's longest) made of the hostile text.
+    body = (hostile * (1600 // len(hostile) + 1))[:1600]
+    message = InboundSms("SM" + "0" * 32, "+15558675310", "+15017122661", body)
+    assert decide(message, rules, None).outcome == "default"
+
+
 # Keywords
 
 
@@ -108,7 +175,9 @@ def test_twilio_opt_out_words_are_all_known() -> None:
     assert {"HELP", "INFO"} == HELP_KEYWORDS
 
 
-@pytest.mark.parametrize("text", ["stop please", "STOP.", "don't stop", "s t o p", "", "HELPME"])
+@pytest.mark.parametrize(
+    "text", ["stop please", "stop by tomorrow", "don't stop", "Start!", "", "HELPME"]
+)
 def test_keywords_are_not_found_inside_other_text(text: str) -> None:
     assert keyword_of(text) is None
 
@@ -186,8 +255,7 @@ def test_schema_problems_name_the_rule_and_reason(document: object, expected: st
 @pytest.mark.parametrize(
     ("rule", "expected"),
     [
-        ({"regex": "(unclosed", "reply": "x"}, "rule r1: regex does not compile: missing )"),
-        ({"regex": "(a+)+$", "reply": "x"}, "rule r1: regex repeats a group that itself repeats"),
+        ({"regex": "(unclosed", "reply": "x"}, "rule r1: regex does not compile with RE2"),
         ({"exact": "Stop", "reply": "x"}, "rule r1: 'stop' is the STOP keyword"),
         ({"exact": "info", "reply": "x"}, "rule r1: 'info' is the INFO keyword"),
         ({"exact": "a", "reply": "hi {name}"}, "rule r1: unknown placeholder {name}"),
@@ -219,39 +287,137 @@ def test_a_rule_an_earlier_rule_always_beats_is_unreachable(
 def test_duplicate_names_and_every_problem_are_reported_together() -> None:
     document = {"version": 1, "help": "{who}", "rules": [
         {"name": "same", "exact": "a", "reply": "x"},
-        {"name": "same", "regex": "((b+)*)", "reply": "y"},
+        {"name": "same", "regex": "(?=b)", "reply": "y"},
     ]}  # fmt: skip
     problems = problems_of(document)
     assert "rule same: the name is also used by rule #1" in problems
-    assert any("repeats a group" in p for p in problems)
+    assert any(p.startswith("rule same: regex does not compile with RE2") for p in problems)
     assert "help: unknown placeholder {who}; use {from}, {body} or {to}" in problems
 
 
 @pytest.mark.parametrize(
-    ("pattern", "nested"),
+    "pattern",
     [
-        ("(a+)+", True),
-        ("(a*)*b", True),
-        (r"^(\w+\s?)*$", True),
-        ("((ab)+c)+", True),
-        ("(x{2,})*", True),
-        ("(a+){2}", False),
-        ("(a|b)+", False),
-        ("[(]a+[)]+", False),
-        (r"\(a+\)+", False),
-        (r"^\d{5}$", False),
-        ("^(book|booking)\\b.*\\b(repair|service)\\b", False),
-        ("[)(+]+", False),
+        "(a+)+",
+        "(a*)*b",
+        r"^(\w+\s?)*$",
+        "((ab)+c)+",
+        "(x{2,})*",
+        "(a+){2}",
+        "(a|b)+",
+        "[(]a+[)]+",
+        r"\(a+\)+",
+        r"^\d{5}$",
+        "^(book|booking)\\b.*\\b(repair|service)\\b",
+        "[)(+]+",
+        r"\pL+",
+        "(?P<word>a)b",
+        "(?i:a)(?s:.)",
     ],
 )
-def test_repeated_groups_with_unbounded_repeats_inside_are_refused(
-    pattern: str, nested: bool
+def test_nested_repeats_are_accepted_since_re2_never_backtracks(pattern: str) -> None:
+    # The old heuristic refused the first five; with RE2 they cost what any pattern does.
+    compiled = parse_rules(with_rule(regex=pattern, reply="x")).rules[0].compiled
+    assert compiled is not None
+    assert type(compiled).__module__.split(".")[0] == "re2"
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [
+        (r"(a)\1", r"invalid escape sequence: \1 (RE2 has no backreferences)"),
+        ("(?P<w>a)(?P=w)", "invalid perl operator: (?P (RE2 has no backreferences)"),
+        ("a(?=b)", "invalid perl operator: (?= (RE2 has no lookahead or lookbehind)"),
+        ("a(?!b)", "invalid perl operator: (?! (RE2 has no lookahead or lookbehind)"),
+        ("(?<=a)b", "invalid perl operator: (?<= (RE2 has no lookahead or lookbehind)"),
+        ("(?<!a)b", "invalid perl operator: (?<! (RE2 has no lookahead or lookbehind)"),
+        (
+            "a++",
+            "bad repetition operator: ++ "
+            "(RE2 has no possessive quantifiers; it never backtracks, so it needs none)",
+        ),
+        (
+            "(?>a+)b",
+            "invalid perl operator: (?> "
+            "(RE2 has no atomic groups; it never backtracks, so it needs none)",
+        ),
+        ("(?(1)a|b)", "invalid perl operator: (?( (RE2 has no conditionals)"),
+        (r"end\Z", r"invalid escape sequence: \Z (write \z, or $, for the end of the message)"),
+        (r"\u00e9", r"invalid escape sequence: \u (write a character as \x{hex})"),
+        ("(?x) a b", "invalid perl operator: (?x (RE2's flags are i, m, s and U)"),
+        (
+            "a{1001}",
+            "invalid repetition size: {1001} (RE2 counts up to 1000, nested counts multiplied)",
+        ),
+        ("[z-a]", "invalid character class range: z-a"),
+        ("(unclosed", "missing ): (unclosed"),
+    ],
+)
+def test_a_regex_re2_cannot_run_is_refused_with_the_rule_and_reason(
+    pattern: str, reason: str
 ) -> None:
-    document = with_rule(regex=pattern, reply="x")
-    if nested:
-        assert any("repeats a group" in p for p in problems_of(document))
-    else:
-        assert parse_rules(document).rules[0].compiled is not None
+    problems = problems_of(with_rule(regex=pattern, reply="x"))
+    assert problems == [f"rule r1: regex does not compile with RE2: {reason}"]
+
+
+def test_a_regex_larger_than_its_budget_is_refused() -> None:
+    problems = problems_of(with_rule(regex=r"(\w+\s?){1,1000}$", reply="x"))
+    assert len(problems) == 1
+    assert re.fullmatch(
+        r"rule r1: regex is too large: RE2 compiles it to [\d,]+ instructions, more than "
+        + re.escape(f"{REGEX_MAX_INSTRUCTIONS:,} (a {{n,m}} count multiplies"),
+        problems[0].split(" the size")[0],
+    ), problems
+
+
+def test_regexes_larger_together_than_the_budget_are_refused() -> None:
+    each = parse_rules(with_rule(regex=r"\pL0", reply="x")).rules[0].compiled
+    assert each is not None
+    count = REGEX_TOTAL_INSTRUCTIONS // each.programsize + 1
+    document = {"version": 1, "rules": [
+        {"name": f"r{i}", "regex": rf"\pL{i}", "reply": "x"} for i in range(count)
+    ]}  # fmt: skip
+    problems = problems_of(document)
+    assert len(problems) == 1
+    assert problems[0].startswith("rules: the regexes compile to ")
+    assert f"RE2 instructions together, more than {REGEX_TOTAL_INSTRUCTIONS:,}" in problems[0]
+    assert parse_rules({"version": 1, "rules": document["rules"][:-1]}).rules
+
+
+# re2 at load, never at import
+
+
+def test_re2_is_imported_only_inside_the_function_that_compiles() -> None:
+    tree = ast.parse(Path(rules_module.__file__).read_text(encoding="utf-8"))
+    top_level = {
+        name
+        for node in tree.body
+        if isinstance(node, ast.Import | ast.ImportFrom)
+        for name in (
+            [alias.name for alias in node.names]
+            if isinstance(node, ast.Import)
+            else [node.module or ""]
+        )
+    }
+    assert not {name for name in top_level if name.split(".")[0] == "re2"}
+    inside = [
+        function.name
+        for function in ast.walk(tree)
+        if isinstance(function, ast.FunctionDef)
+        for node in ast.walk(function)
+        if isinstance(node, ast.Import) and any(a.name == "re2" for a in node.names)
+    ]
+    assert inside == ["_compile"]
+
+
+def test_a_document_without_regex_rules_loads_without_re2(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "re2", None)  # any `import re2` now fails
+    rules = parse_rules({"version": 1, "rules": RULES["rules"][:2], "default": {"reply": "d"}})
+    assert matched(rules, "order 7") == "order"
+    with pytest.raises(ImportError):
+        parse_rules(with_rule(regex="a", reply="x"))
 
 
 # Files
@@ -328,11 +494,11 @@ def test_check_command_lists_problems_and_fails(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     path = tmp_path / "bad.yaml"
-    path.write_text("version: 1\nrules:\n  - name: x\n    regex: '(a+)+'\n    reply: '{nope}'\n")
+    path.write_text("version: 1\nrules:\n  - name: x\n    regex: '(a)\\1'\n    reply: '{nope}'\n")
     assert main(["check", str(path)]) == 1
     err = capsys.readouterr().err
     assert f"{path}: 2 problem(s)" in err
-    assert "  rule x: regex repeats a group" in err
+    assert "  rule x: regex does not compile with RE2: invalid escape sequence: \\1 (RE2 has" in err
     assert "  rule x: unknown placeholder {nope}" in err
 
 
