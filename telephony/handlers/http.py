@@ -9,7 +9,6 @@ from urllib.parse import parse_qsl, urlsplit
 
 import azure.functions as func
 
-from telephony import schemas
 from telephony.adapters.signature import FormParams, public_url
 from telephony.config.settings import Settings
 from telephony.container import Container, get_container
@@ -62,6 +61,8 @@ def read_json(req: func.HttpRequest) -> object:
     content_type = req.headers.get("Content-Type", "")
     if content_type and _media_type(content_type) != "application/json":
         raise MediaTypeError("Content-Type must be application/json")
+    from telephony import schemas  # the JSON functions only; webhooks take forms
+
     try:
         return schemas.parse_json(req.get_body().decode("utf-8"))
     except UnicodeDecodeError:

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from functools import cache
-from importlib import resources
 from typing import Any
 
 COMMAND = "outbound-command.v1.json"
@@ -99,6 +98,8 @@ def _check_text(text: str, path: tuple[object, ...]) -> None:
 @cache
 def load(name: str) -> dict[str, Any]:
     """The schema `name` (one of the file names above), parsed once."""
+    from importlib import resources  # with pathlib, a cost the webhook paths never need
+
     text = resources.files(__name__).joinpath(name).read_text("utf-8")
     return json.loads(text)  # type: ignore[no-any-return]
 
