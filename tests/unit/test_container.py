@@ -60,3 +60,45 @@ def test_a_part_is_built_once_when_many_threads_ask_at_once() -> None:
 def test_a_part_may_build_on_other_parts_without_deadlock() -> None:
     container = build_container(ENV, sender=ScriptedSender(), optouts=MemoryOptOutStore())
     assert container.calls is container.calls  # builds command_rules, sender_defaults inside
+
+
+def test_a_flow_that_dials_outside_the_guard_is_refused_when_it_loads(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from telephony.errors import SettingsError
+
+    flows = tmp_path / "flows.yaml"
+    flows.write_text(
+        "version: 1\nflows:\n  out:\n    start: a\n    steps:\n"
+        "      a: {dial: {number: '+882123456789'}}\n"
+        "  away:\n    start: b\n    steps:\n"
+        "      b: {redirect: {url: 'https://evil.example/twiml'}}\n"
+    )
+    container = build_container({**ENV, "CALL_FLOWS_FILE": str(flows)})
+    with pytest.raises(SettingsError) as info:
+        container.flow_book()
+    assert "flow out, step a: dial.number is in a destination that is not allowed" in str(
+        info.value
+    )
+    assert "flow away, step b: redirect.url names a host not in ALLOWED_URL_HOSTS" in str(
+        info.value
+    )
+
+
+def test_sms_rules_that_forward_outside_the_guard_are_refused_when_they_load(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from telephony.errors import SettingsError
+
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "version: 1\nrules:\n  - name: abroad\n    exact: hi\n    forward: ['+447911123456']\n"
+    )
+    container = build_container({**ENV, "SMS_RULES_FILE": str(rules)})
+    with pytest.raises(SettingsError) as info:
+        container.sms_rules()
+    assert "rule abroad: forward is in a destination that is not allowed" in str(info.value)
+    allowed = build_container(
+        {**ENV, "SMS_RULES_FILE": str(rules), "ALLOWED_DESTINATION_COUNTRIES": "US,GG"}
+    )
+    assert allowed.sms_rules() is not None
