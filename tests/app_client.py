@@ -31,6 +31,11 @@ def function(name: str):  # type: ignore[no-untyped-def]
     return _FUNCTIONS[name].get_user_function()
 
 
+def binding_dicts() -> dict[str, list[dict[str, object]]]:
+    """Each registered function's bindings, as the worker indexes them: name -> bindings."""
+    return {name: fn.get_bindings_dict()["bindings"] for name, fn in _FUNCTIONS.items()}
+
+
 def post_json(
     name: str,
     body: object,

@@ -183,7 +183,10 @@ def fill(template: str, event: CallEvent) -> str:
 
 
 def _attempt(value: str | None) -> int:
-    return int(value) if value and value.isdigit() and 0 < int(value) < 1000 else 1
+    # ASCII digits only: "²".isdigit() is true, and int() refuses it (and 5,000 digits).
+    if not value or not value.isascii() or not value.isdigit() or len(value) > 3:
+        return 1
+    return int(value) if 0 < int(value) < 1000 else 1
 
 
 @dataclass

@@ -7,6 +7,7 @@ This module holds the rules; it imports no SDK.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -95,6 +96,12 @@ class DeliveryRecord:
         return replace(self, status=status, updated_at=now, **changes)  # type: ignore[arg-type]
 
 
+# Twilio's error codes are five digits. Anything else in ErrorCode is no code: not digits
+# of another script ("³".isdigit() is true, int() refuses it), nor one too long for int()
+# or for a Table property.
+_ERROR_CODE = re.compile(r"[0-9]{1,9}")
+
+
 class Fields(Protocol):
     """Form fields of a webhook (adapters.signature.FormParams, or a dict in tests)."""
 
@@ -118,7 +125,7 @@ class StatusCallback:
         return cls(
             sid=message_sid or params.get("CallSid"),
             status=params.get("MessageStatus") or params.get("CallStatus") or "",
-            error_code=int(code) if code and code.isdigit() else None,
+            error_code=int(code) if code and _ERROR_CODE.fullmatch(code) else None,
             key=key or None,
             fields={
                 "MessageSid": message_sid,

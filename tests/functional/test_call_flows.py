@@ -310,6 +310,15 @@ def test_a_tampered_step_or_attempt_in_the_url_is_forbidden(ivr: Container) -> N
         assert resp.status_code == 403
 
 
+@pytest.mark.parametrize("attempt", ["%C2%B2", "9" * 5000])
+def test_a_signed_attempt_that_is_not_a_number_starts_at_attempt_one(
+    ivr: Container, attempt: str
+) -> None:
+    # "²" is str.isdigit() but not int()'s; 5,000 digits are past int()'s limit: both were 500.
+    root = answer(f"{VOICE}?flow=ivr-menu&step=menu&event=timeout&attempt={attempt}")
+    assert query(action(root, "Gather"))["attempt"] == "2"
+
+
 def test_tampered_digits_are_forbidden(ivr: Container) -> None:
     url = f"{VOICE}?flow=ivr-menu&step=menu&event=input&attempt=1"
     resp = signed_post("voice_url", {**INBOUND, "Digits": "2"}, url=url, tamper={"Digits": "1"})

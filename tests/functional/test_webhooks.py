@@ -185,6 +185,16 @@ def test_status_callback_logs_masked_fields_and_no_secret(
     assert TEST_AUTH_TOKEN not in caplog.text
 
 
+@pytest.mark.parametrize("code", ["³", "٣٠٠٠٣", "9" * 5000])
+def test_status_callback_with_an_error_code_that_is_not_a_code_is_accepted(
+    app_env: AppFactory, code: str
+) -> None:
+    # Found by Schemathesis (tests/integration/test_openapi_fuzz.py): these answered 500.
+    app_env()
+    params = {"MessageSid": "SM" + "3" * 32, "MessageStatus": "failed", "ErrorCode": code}
+    assert signed_post("status_callback", params).status_code == 204
+
+
 def test_call_status_callback_is_accepted(
     app_env: AppFactory, caplog: pytest.LogCaptureFixture
 ) -> None:

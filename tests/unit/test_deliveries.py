@@ -4,10 +4,17 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from telephony.outbound.records import _RANK, DeliveryRecord, apply_callback, moves_forward
+from telephony.outbound.records import (
+    _RANK,
+    DeliveryRecord,
+    StatusCallback,
+    apply_callback,
+    moves_forward,
+)
 
 NOW = datetime(2026, 11, 26, tzinfo=UTC)
 TWILIO_STATUSES = ["queued", "sending", "sent", "delivered", "undelivered", "failed", "read"]
@@ -45,3 +52,20 @@ def test_any_callback_order_ends_at_the_highest_rank_seen(statuses: list[str]) -
     assert _RANK[record.status] == highest
     # and the first status reported at that rank is the one that stands
     assert record.status == next(s for s in ["queued", *statuses] if _RANK[s] == highest)
+
+
+# Found by Schemathesis (tests/integration/test_openapi_fuzz.py): a signed callback with
+# ErrorCode "³" answered 500, since "³".isdigit() is true and int() refuses it.
+NOT_CODES = ["", "x1", "-1", "³", "٣٠٠٠٣", "9" * 5000, "1" * 10]
+
+
+@pytest.mark.parametrize("given", NOT_CODES)
+def test_error_code_that_is_not_ascii_digits_is_no_code(given: str) -> None:
+    params = {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": given}
+    assert StatusCallback.from_params(params, None).error_code is None
+
+
+def test_error_code_of_a_callback_is_read() -> None:
+    params = {"MessageSid": "SM1", "MessageStatus": "failed", "ErrorCode": "30003"}
+    assert StatusCallback.from_params(params, None).error_code == 30003
+    assert StatusCallback.from_params({"MessageSid": "SM1"}, None).error_code is None

@@ -446,11 +446,18 @@ def test_query_values_are_url_encoded() -> None:
 
 @pytest.mark.parametrize(
     ("given", "attempt"),
-    [(None, 1), ("", 1), ("3", 3), ("0", 1), ("-2", 1), ("x", 1), ("99999", 1)],
+    [(None, 1), ("", 1), ("3", 3), ("0", 1), ("-2", 1), ("x", 1), ("99999", 1), ("007", 7)],
 )
 def test_attempt_from_the_query_is_bounded(given: str | None, attempt: int) -> None:
     query = {"attempt": given} if given is not None else {}
     assert CallEvent.from_webhook("f", query, {}).attempt == attempt
+
+
+# "²" and "٣" are str.isdigit(), and int() refuses the first; 5,000 digits are past int()'s
+# limit. The first and the last answered 500 behind a valid signature.
+@pytest.mark.parametrize("given", ["²", "٣", "9" * 5000])
+def test_attempt_that_is_not_ascii_digits_is_the_first(given: str) -> None:
+    assert CallEvent.from_webhook("f", {"attempt": given}, {}).attempt == 1
 
 
 def test_a_chain_as_long_as_the_bound_is_rendered_whole() -> None:
