@@ -31,6 +31,7 @@ from devhost.metadata import (
     import_app,
     read_functions,
 )
+from devhost.queues import MESSAGE_LEASE_SECONDS
 from devhost.server import listen, serve
 
 logger = logging.getLogger("devhost")
@@ -66,7 +67,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"file, else {DEFAULT_HTTP_PORT})",
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning"])
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--message-lease",
+        type=float,
+        default=MESSAGE_LEASE_SECONDS,
+        metavar="SECONDS",
+        help="how long a received queue message stays invisible to other consumers, renewed "
+        f"every half of it while its function runs (default {MESSAGE_LEASE_SECONDS}, as the "
+        "host): after a crash, the host's messages come back this much later",
+    )
+    args = parser.parse_args(argv)
+    if args.message_lease < 2:
+        parser.error("--message-lease must be at least 2 seconds")
+    return args
 
 
 def _configure_logging(level: str) -> None:
@@ -140,6 +153,7 @@ def main(argv: list[str] | None = None) -> int:
                 sock=sock,
                 environ=os.environ,
                 on_started=lambda: _print_functions(args.host, bound, config, http, queues),
+                message_lease=args.message_lease,
             )
         )
     except MetadataError as exc:

@@ -6,6 +6,9 @@ The rules, from host.json ``extensions.queues`` (see `devhost.config.QueueOption
   batch once the number still running drops to ``newBatchThreshold``;
 - when a queue is empty, wait before the next poll, doubling the wait (with jitter) from
   100 ms up to ``maxPollingInterval``; any message resets it;
+- a received message is leased (invisible to other consumers) for 10 minutes, and the
+  lease is renewed every half of that while its function runs; a host that dies leaves
+  its messages invisible until their lease ends (``--message-lease`` shortens it);
 - a function that returns deletes the message; one that raises makes it visible again
   after ``visibilityTimeout``, or, once its dequeue count has reached ``maxDequeueCount``,
   moves it to ``<queue>-poison``;
@@ -38,8 +41,8 @@ from devhost.metadata import MetadataError, QueueFunction
 logger = logging.getLogger("devhost")
 
 POISON_SUFFIX = "-poison"
-# How long a received message stays invisible to other consumers while its function runs;
-# the host's default lease is also 10 minutes (it renews it, this host does not).
+# How long a received message stays invisible to other consumers while its function runs,
+# renewed every half of it; the host's lease is also 10 minutes, renewed the same way.
 MESSAGE_LEASE_SECONDS = 600
 
 
@@ -96,11 +99,13 @@ class QueueListener:
         options: QueueOptions,
         invoker: Invoker,
         stopping: asyncio.Event,
+        message_lease: float = MESSAGE_LEASE_SECONDS,
     ) -> None:
         self.function = function
         self.options = options
         self.invoker = invoker
         self.stopping = stopping
+        self.message_lease = message_lease
         self.queue: QueueClient = service.get_queue_client(function.queue_name)
         self.poison: QueueClient = service.get_queue_client(function.queue_name + POISON_SUFFIX)
         self._in_flight: set[asyncio.Task[None]] = set()
@@ -158,7 +163,7 @@ class QueueListener:
     def _receive_batch(self) -> list[StoredMessage]:
         size = self.options.batch_size
         pages = self.queue.receive_messages(
-            messages_per_page=size, max_messages=size, visibility_timeout=MESSAGE_LEASE_SECONDS
+            messages_per_page=size, max_messages=size, visibility_timeout=self._lease_seconds
         )
         return list(pages)
 
@@ -182,20 +187,57 @@ class QueueListener:
             return
         function = self.function
         argument = {function.binding_name: to_queue_message(message, body)}
+        finished = asyncio.Event()
+        renewal = asyncio.create_task(self._keep_leased(message, finished))
         try:
             await self.invoker(function.name, function.handler, argument)
+            succeeded = True
         except Exception:
-            if dequeue_count >= max_dequeue:
-                await self._to_poison(message, f"it has reached maxDequeueCount {max_dequeue}")
-            else:
-                await asyncio.to_thread(
+            succeeded = False
+        finally:
+            finished.set()
+            await renewal  # its last renewal gave the pop receipt that follows
+        if succeeded:
+            await asyncio.to_thread(self.queue.delete_message, message)
+        elif dequeue_count >= max_dequeue:
+            await self._to_poison(message, f"it has reached maxDequeueCount {max_dequeue}")
+        else:
+            await asyncio.to_thread(
+                self.queue.update_message,
+                message,
+                pop_receipt=message.pop_receipt,
+                visibility_timeout=int(self.options.visibility_timeout),
+            )
+
+    @property
+    def _lease_seconds(self) -> int:
+        return max(1, round(self.message_lease))
+
+    async def _keep_leased(self, message: StoredMessage, finished: asyncio.Event) -> None:
+        """Renew the message's lease every half lease until `finished` is set.
+
+        Each renewal gives a new pop receipt, kept on `message` for the delete or update
+        that follows the function. A renewal that fails (Storage down, or the lease lost)
+        is logged; the next one is tried at the next half lease.
+        """
+        interval = self._lease_seconds / 2
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(finished.wait(), interval)
+            if finished.is_set():
+                return
+            try:
+                renewed = await asyncio.to_thread(
                     self.queue.update_message,
                     message,
                     pop_receipt=message.pop_receipt,
-                    visibility_timeout=int(self.options.visibility_timeout),
+                    visibility_timeout=self._lease_seconds,
                 )
-            return
-        await asyncio.to_thread(self.queue.delete_message, message)
+            except Exception as exc:
+                logger.warning("renewing the lease of message %s failed: %s", message.id, exc)
+                continue
+            message.pop_receipt = renewed.pop_receipt
+            message.next_visible_on = renewed.next_visible_on
 
     async def _to_poison(self, message: StoredMessage, reason: str) -> None:
         logger.warning(

@@ -16,7 +16,7 @@ from devhost.config import HostConfig
 from devhost.http import HttpApp
 from devhost.invoke import Invoker
 from devhost.metadata import HttpFunction, QueueFunction
-from devhost.queues import QueueListener, service_client
+from devhost.queues import MESSAGE_LEASE_SECONDS, QueueListener, service_client
 
 logger = logging.getLogger("devhost")
 
@@ -51,8 +51,12 @@ async def serve(
     sock: socket.socket,
     environ: Mapping[str, str],
     on_started: Callable[[], None],
+    message_lease: float = MESSAGE_LEASE_SECONDS,
 ) -> None:
     """Serve until SIGINT or SIGTERM; then stop polling, finish in-flight work and return.
+
+    `message_lease`: seconds a received queue message stays invisible to other consumers,
+    renewed while its function runs.
 
     A second signal exits at once, like Core Tools, even if functions are still running.
     """
@@ -60,7 +64,14 @@ async def serve(
     stopping = asyncio.Event()
     # Clients are built before serving, so a missing connection setting fails at startup.
     listeners = [
-        QueueListener(q, service_client(q.connection, environ), config.queues, invoker, stopping)
+        QueueListener(
+            q,
+            service_client(q.connection, environ),
+            config.queues,
+            invoker,
+            stopping,
+            message_lease=message_lease,
+        )
         for q in queue_functions
     ]
     server = _Server(

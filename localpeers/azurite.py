@@ -2,9 +2,12 @@
 
 One ``azurite`` process serves the queue and table services (and blob, which the same
 binary always starts; one Node.js process costs about half the memory of separate
-``azurite-queue`` and ``azurite-table`` processes). Data lives in memory only. Every port
-defaults to 0: Azurite binds a free port itself and prints it, so parallel runs never race
-for a port. The process runs in its own process group and is stopped with ``killpg``.
+``azurite-queue`` and ``azurite-table`` processes). Data lives in memory, unless a
+``location`` is given: then Azurite keeps it on disk there, and `Azurite.restart` stops
+the emulator and starts it again on the same ports with the same data, as a storage
+account that was briefly unreachable. Every port defaults to 0: Azurite binds a free port
+itself and prints it, so parallel runs never race for a port. The process runs in its own
+process group and is stopped with ``killpg``.
 
 Run ``python -m localpeers.azurite`` to serve it in the foreground; it prints the
 connection string and stops on SIGINT or SIGTERM.
@@ -13,6 +16,8 @@ connection string and stops on SIGINT or SIGTERM.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -38,6 +43,7 @@ ACCOUNT_KEY = (
 )
 
 SERVICES = ("blob", "queue", "table")
+_CLOSING = ("Blob", "Queue", "Table")
 _LISTENING = re.compile(
     r"Azurite (?P<service>Blob|Queue|Table) service is successfully listening at "
     r"http://[^:\s]+:(?P<port>\d+)"
@@ -81,12 +87,20 @@ class Azurite:
         ports: AzuritePorts | None = None,
         startup_timeout: float = 30.0,
         extent_memory_mb: int = 64,
+        location: Path | None = None,
     ) -> None:
+        """`location`: a folder where Azurite keeps its data on disk (None: in memory).
+
+        A folder outlives the instance: the caller creates and removes it, and a new
+        Azurite given the same folder finds the data the last one left there.
+        """
         self.host = host
         self.requested_ports = ports or AzuritePorts()
         self.startup_timeout = startup_timeout
         # Caps the in-memory message store; the default is half of the machine's memory.
         self.extent_memory_mb = extent_memory_mb
+        self.location = location
+        self.restarts = 0
         self.ports = AzuritePorts()
         self.startup_seconds: float | None = None
         self._process: subprocess.Popen[bytes] | None = None
@@ -103,31 +117,36 @@ class Azurite:
             raise AzuriteStartError(f"{AZURITE_BIN} is missing; run `npm ci` first")
         # Azurite refuses --location with --inMemoryPersistence, so give it a private cwd.
         self._workdir = tempfile.TemporaryDirectory(prefix="azurite-")
-        self._log_path = Path(self._workdir.name) / "azurite.log"
-        started = time.monotonic()
-        with self._log_path.open("wb") as log:
-            self._process = subprocess.Popen(
-                self._command(),
-                cwd=self._workdir.name,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
         try:
-            self.ports = self._wait_for_ports(started + self.startup_timeout)
-            self._wait_until_answering(started + self.startup_timeout)
+            self._launch(self.requested_ports)
         except BaseException:
             self.stop()
             raise
-        self.startup_seconds = time.monotonic() - started
         return self
+
+    def restart(self) -> float:
+        """Stop Azurite and start it again on the same ports; the seconds it was down.
+
+        With a `location`, the data is kept: Azurite is stopped with SIGTERM and writes
+        its databases to disk before it exits, as a storage account that was unreachable
+        for a moment. In memory, the data is lost.
+        """
+        if self._process is None:
+            raise RuntimeError("Azurite is not running")
+        ports = self.ports
+        began = time.monotonic()
+        self._stop_process()
+        try:
+            self._launch(ports)
+        except BaseException:
+            self.stop()
+            raise
+        self.restarts += 1
+        return time.monotonic() - began
 
     def stop(self) -> None:
         """Stop the whole process group: SIGTERM, then SIGKILL after a grace period."""
-        process, self._process = self._process, None
-        if process is not None:
-            stop_group(process)
+        self._stop_process()
         if self._workdir is not None:
             self._workdir.cleanup()
             self._workdir = None
@@ -175,19 +194,59 @@ class Azurite:
 
     # ------------------------------------------------------------------ internals
 
-    def _command(self) -> list[str]:
-        requested = self.requested_ports
+    def _launch(self, ports: AzuritePorts) -> None:
+        """Start the process on `ports` (0: any) and wait until every service answers."""
+        assert self._workdir is not None
+        self._log_path = Path(self._workdir.name) / f"azurite-{self.restarts}.log"
+        started = time.monotonic()
+        with self._log_path.open("wb") as log:
+            self._process = subprocess.Popen(
+                self._command(ports),
+                cwd=self._workdir.name,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        self.ports = self._wait_for_ports(started + self.startup_timeout)
+        self._wait_until_answering(started + self.startup_timeout)
+        self.startup_seconds = time.monotonic() - started
+
+    def _stop_process(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if self.location is not None and process.poll() is None:
+            # SIGTERM makes Azurite close its services and save its databases; wait for
+            # that before the group goes down, so that nothing written is lost.
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            self._wait_until_closed(process, time.monotonic() + self.startup_timeout)
+        stop_group(process)
+
+    def _wait_until_closed(self, process: subprocess.Popen[bytes], deadline: float) -> None:
+        """Until Azurite says its services are closed (their data saved), or it exits."""
+        while process.poll() is None and time.monotonic() < deadline:
+            log = self._log_path.read_text(errors="replace") if self._log_path else ""
+            if all(f"Azurite {name} service successfully closed" in log for name in _CLOSING):
+                return
+            time.sleep(0.02)
+
+    def _command(self, ports: AzuritePorts) -> list[str]:
+        if self.location is not None:
+            self.location.mkdir(parents=True, exist_ok=True)
+            storage = ["--location", str(self.location)]
+        else:
+            storage = ["--inMemoryPersistence", "--extentMemoryLimit", str(self.extent_memory_mb)]
         return [
             str(AZURITE_BIN),
             "--silent",
-            "--inMemoryPersistence",
+            *storage,
             "--disableTelemetry",
             "--skipApiVersionCheck",
-            "--extentMemoryLimit",
-            str(self.extent_memory_mb),
-            *("--blobHost", self.host, "--blobPort", str(requested.blob)),
-            *("--queueHost", self.host, "--queuePort", str(requested.queue)),
-            *("--tableHost", self.host, "--tablePort", str(requested.table)),
+            *("--blobHost", self.host, "--blobPort", str(ports.blob)),
+            *("--queueHost", self.host, "--queuePort", str(ports.queue)),
+            *("--tableHost", self.host, "--tablePort", str(ports.table)),
         ]
 
     def _wait_for_ports(self, deadline: float) -> AzuritePorts:
@@ -236,6 +295,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Azurite (queue and table, in memory) on loopback, in the foreground."
     )
+    parser.add_argument(
+        "--location", type=Path, help="keep the data on disk in this folder (default: in memory)"
+    )
     parser.add_argument("--host", default=LOOPBACK, help=f"listen address (default {LOOPBACK})")
     for service, default in (("blob", 0), ("queue", 0), ("table", 0)):
         parser.add_argument(
@@ -260,7 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ports = AzuritePorts(blob=args.blob_port, queue=args.queue_port, table=args.table_port)
-    with Azurite(host=args.host, ports=ports) as azurite:
+    with Azurite(host=args.host, ports=ports, location=args.location) as azurite:
         if args.env_file:
             args.env_file.write_text(f"AzureWebJobsStorage={azurite.connection_string}\n")
         print(f"Azurite queue: {azurite.queue_endpoint}", flush=True)

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 from localpeers.twilio_prism import LOOPBACK, PrismProcess, TwilioMockStartError, start_prism
 from localpeers.twilio_proxy import TwilioProxy
 from localpeers.twilio_spec import ERROR_EXAMPLES, derive_spec, example_name
-from localpeers.twilio_state import FaultRule, PeerState, RecordedRequest
+from localpeers.twilio_state import FaultRule, PeerState, RandomFaults, RecordedRequest
 
 _T = TypeVar("_T")
 
@@ -86,6 +86,9 @@ class TwilioMock:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._base_url: str | None = None
+        self._bound_port: int | None = None
+        # Holds the port while the proxy is offline (bound, not listening).
+        self._placeholder: socket.socket | None = None
         self.spec_path: Path | None = None
         self.startup_seconds: float | None = None
 
@@ -108,7 +111,8 @@ class TwilioMock:
             sock.close()
             self.stop()
             raise
-        self._base_url = f"http://{LOOPBACK}:{sock.getsockname()[1]}"
+        self._bound_port = sock.getsockname()[1]
+        self._base_url = f"http://{LOOPBACK}:{self._bound_port}"
         self.startup_seconds = time.monotonic() - began
         return self
 
@@ -118,6 +122,7 @@ class TwilioMock:
             with contextlib.suppress(Exception):
                 self._run(self._proxy.stop(), timeout=10)
         self._proxy = None
+        self._release_placeholder()
         self._stop_loop()
         if self._prism is not None:
             self._prism.stop()
@@ -196,7 +201,8 @@ class TwilioMock:
         self._state.clear()
 
     def reset(self) -> None:
-        """Forget recorded requests, pending faults, latency and the connection count."""
+        """Forget recorded requests, pending and random faults, latency and the connection
+        count."""
         self._state.clear(records=True, rules=True, counters=True)
         self._state.latency = 0.0
 
@@ -224,6 +230,105 @@ class TwilioMock:
         rule = FaultRule(status, example_name(code), 0.0, count, path_contains, method)
         self._state.add_rule(rule)
 
+    def drop_next(
+        self, *, count: int | None = 1, path_contains: str = "", method: str | None = None
+    ) -> None:
+        """Close the connection of the next `count` matching requests without an answer.
+
+        The request reaches Prism and is recorded first: the resource exists, and the
+        client sees the connection closed (``RemoteDisconnected``), as when Twilio's answer
+        is lost on the way back.
+        """
+        self._state.add_rule(FaultRule(None, None, 0.0, count, path_contains, method, drop=True))
+
+    def fail_randomly(
+        self,
+        errors: Mapping[int, float] | None = None,
+        *,
+        hang: float = 0.0,
+        drop: float = 0.0,
+        hang_seconds: float = 30.0,
+        path_contains: str = "",
+        method: str | None = None,
+        seed: int | None = None,
+    ) -> None:
+        """From now on, draw a fault at random for every matching request.
+
+        `errors` maps a status to the share of requests answered with it (Twilio's error,
+        as `fail_next` gives it: ``{429: 0.10, 500: 0.05}``); `hang` is the share held for
+        `hang_seconds` (as `hang_next`), `drop` the share whose connection is closed
+        without an answer (as `drop_next`). The shares add up to at most 1. Rules from
+        `fail_next`, `hang_next` and `drop_next` are used first. `seed` makes the draws
+        repeatable; `stop_failing_randomly` or `reset` ends it.
+        """
+        choices: list[tuple[FaultRule, float]] = []
+        for status, rate in (errors or {}).items():
+            codes = ERROR_EXAMPLES.get(status)
+            if codes is None:
+                raise ValueError(f"no error response for {status}; known: {sorted(ERROR_EXAMPLES)}")
+            example = example_name(next(iter(codes)))
+            choices.append((FaultRule(status, example, 0.0, None, path_contains, method), rate))
+        if hang:
+            choices.append((FaultRule(None, None, hang_seconds, None, path_contains, method), hang))
+        if drop:
+            rule = FaultRule(None, None, 0.0, None, path_contains, method, drop=True)
+            choices.append((rule, drop))
+        faults = RandomFaults(choices, path_contains=path_contains, method=method, seed=seed)
+        self._state.set_random_faults(faults)
+
+    def stop_failing_randomly(self) -> None:
+        """End `fail_randomly`; rules from `fail_next` and the like stay."""
+        self._state.set_random_faults(None)
+
+    def go_offline(self) -> None:
+        """Make the API unreachable: connecting to its port is refused until `go_online`.
+
+        Requests already being served are answered, then their connections close; idle
+        keep-alive connections close at once. The port stays reserved meanwhile (bound,
+        not listening), so `go_online` gets it back.
+        """
+        if self._proxy is None or self._bound_port is None:
+            raise RuntimeError("TwilioMock is not running")
+        if self._placeholder is not None:
+            return
+        self._run(self._proxy.stop_listening(), timeout=10)
+        placeholder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            placeholder.bind((LOOPBACK, self._bound_port))
+        except OSError:
+            placeholder.close()
+            raise
+        self._placeholder = placeholder
+
+    def go_online(self) -> None:
+        """Listen again on the same port after `go_offline`."""
+        if self._proxy is None or self._bound_port is None:
+            raise RuntimeError("TwilioMock is not running")
+        if self._placeholder is None:
+            return
+        sock = _listening_socket(self._bound_port)
+        try:
+            self._run(self._proxy.listen(sock), timeout=10)
+        except BaseException:
+            sock.close()
+            raise
+        self._release_placeholder()
+
+    @contextlib.contextmanager
+    def unreachable(self) -> Iterator[None]:
+        """`go_offline` for the duration of the block."""
+        self.go_offline()
+        try:
+            yield
+        finally:
+            self.go_online()
+
+    @property
+    def online(self) -> bool:
+        """Whether the API accepts connections (running and not offline)."""
+        return self._base_url is not None and self._placeholder is None
+
     def hang_next(
         self,
         seconds: float = 30.0,
@@ -240,6 +345,11 @@ class TwilioMock:
         self._state.add_rule(FaultRule(None, None, seconds, count, path_contains, method))
 
     # internals ---------------------------------------------------------------
+
+    def _release_placeholder(self) -> None:
+        placeholder, self._placeholder = self._placeholder, None
+        if placeholder is not None:
+            placeholder.close()
 
     def _ensure_work_dir(self) -> Path:
         if self._work_dir is None:

@@ -5,10 +5,14 @@ to Prism unchanged (so Prism still checks it against Twilio's contract) and adds
 
 - a unique SID per created resource and parameters echoed back (see `twilio_responses`);
 - a record of every request with the status and body the client got, for assertions;
-- fault injection from the rules tests program: Twilio-shaped errors, whose bodies still
-  come from Prism through the ``Prefer`` header, and hanging responses;
+- fault injection from the rules tests program, or drawn at random at programmed rates:
+  Twilio-shaped errors, whose bodies still come from Prism through the ``Prefer`` header;
+  hanging responses; and dropped connections, closed without an answer after Prism has
+  answered (the resource exists, the client never learns it);
 - added latency, and a count of accepted TCP connections, so benchmarks can check
-  connection reuse.
+  connection reuse;
+- an outage: it stops listening (connecting is refused) and closes its connections once
+  their requests are answered, then listens again on the same port.
 
 It runs on an event loop that `TwilioMock` owns; the shared `PeerState` is how the two meet.
 """
@@ -70,6 +74,10 @@ class _CountingSockSite(web.SockSite):
         self._server = await loop.create_server(accept, sock=self._sock)
 
 
+# How long a request in progress may still take when the proxy goes offline.
+DRAIN_SECONDS = 30.0
+
+
 @dataclass(frozen=True)
 class _Upstream:
     status: int
@@ -85,7 +93,9 @@ class TwilioProxy:
         self._prism_url = prism_url
         self._session: aiohttp.ClientSession | None = None
         self._runner: web.AppRunner | None = None
+        self._site: web.BaseSite | None = None
         self._stopping: asyncio.Event | None = None
+        self._closing: set[asyncio.Task[None]] = set()
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on `sock`, a listening socket, on the running event loop."""
@@ -100,12 +110,39 @@ class TwilioProxy:
             app, handler_cancellation=True, shutdown_timeout=1.0, access_log=None
         )
         await self._runner.setup()
-        await _CountingSockSite(self._runner, sock, self._state).start()
+        await self.listen(sock)
+
+    async def listen(self, sock: socket.socket) -> None:
+        """Accept connections on `sock`, a listening socket (again, after `stop_listening`)."""
+        assert self._runner is not None
+        site = _CountingSockSite(self._runner, sock, self._state)
+        await site.start()
+        self._site = site
+
+    async def stop_listening(self) -> None:
+        """Close the listening socket, so connecting is refused; close every connection
+        once the request it is serving has been answered (idle ones at once)."""
+        site, self._site = self._site, None
+        if site is not None:
+            await site.stop()
+        server = self._runner.server if self._runner is not None else None
+        if server is None:
+            return
+        server.pre_shutdown()  # no further request is read on any connection
+        for connection in server.connections:
+            # Closes the transport once the request in progress, if any, is answered
+            # (a hanging one is cut after DRAIN_SECONDS).
+            closing = asyncio.create_task(connection.shutdown(DRAIN_SECONDS))
+            self._closing.add(closing)
+            closing.add_done_callback(self._closing.discard)
+        await asyncio.sleep(0)
 
     async def stop(self) -> None:
         """End hanging responses, stop serving and close the connections to Prism."""
         if self._stopping is not None:
             self._stopping.set()
+        for closing in list(self._closing):
+            closing.cancel()
         if self._runner is not None:
             await self._runner.cleanup()
         if self._session is not None:
@@ -120,6 +157,9 @@ class TwilioProxy:
             return web.Response(status=502, text=f"Prism did not answer: {exc!r}")
         entry = _record(request, body, upstream, rule)
         self._state.record(entry)
+        if rule is not None and rule.drop and request.transport is not None:
+            # Prism has answered (a create has happened); the client gets no answer at all.
+            request.transport.close()
         await self._delay(rule)
         content = upstream.body if entry.response is None else json.dumps(entry.response).encode()
         return web.Response(

@@ -61,8 +61,15 @@ BASE64_HOST_JSON = {
 class DevHost:
     """``python -m devhost`` in its own process group, with stdout collected."""
 
-    def __init__(self, workdir: Path, azurite: Azurite, host_json: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        azurite: Azurite,
+        host_json: dict[str, Any],
+        args: tuple[str, ...] = (),
+    ) -> None:
         self.workdir = workdir
+        self.args = args
         self.connection_string = azurite.connection_string
         self.work_queue = f"work-{uuid.uuid4().hex[:12]}"
         self.records_path = workdir / "records.jsonl"
@@ -94,6 +101,7 @@ class DevHost:
                 *("--settings", str(self.workdir / "local.settings.json")),
                 *("--host-json", str(self.workdir / "host.json")),
                 *("--port", "0"),
+                *self.args,
             ],
             cwd=PROJECT_ROOT,
             env=env,
@@ -373,6 +381,48 @@ def test_base64_encoding_decodes_and_poisons_what_does_not_decode(base64_host: D
     moved = wait_for(lambda: peek(poison), what="the undecodable message")
     assert moved == ["not base64 at all!"]
     assert records_of(base64_host, bad.id) == []  # the function never saw it
+
+
+def test_a_running_function_keeps_its_message_leased(azurite: Azurite, tmp_path: Path) -> None:
+    # A 2 s lease, renewed every second, under a function that runs for 3.5 s.
+    host = DevHost(tmp_path, azurite, RAW_HOST_JSON, args=("--message-lease", "2"))
+    host.queue().create_queue()
+    host.start()
+    try:
+        sent = host.queue().send_message("sleep 3.5")
+        wait_for(lambda: "Executing 'Functions.work'" in host.output, what="the function")
+
+        def finished() -> bool:
+            assert peek(host.queue()) == [], "the message came back while its function ran"
+            return bool(records_of(host, sent.id))
+
+        wait_for(finished, what="the function to finish")
+        wait_for(
+            lambda: host.queue().get_queue_properties().approximate_message_count == 0,
+            what="the message to be deleted with the renewed pop receipt",
+        )
+    finally:
+        assert host.stop() == 0, host.output
+    assert len(records_of(host, sent.id)) == 1
+    assert "renewing the lease" not in host.output
+
+
+def test_a_killed_hosts_message_comes_back_after_its_lease(
+    azurite: Azurite, tmp_path: Path
+) -> None:
+    host = DevHost(tmp_path, azurite, RAW_HOST_JSON, args=("--message-lease", "2"))
+    host.queue().create_queue()
+    host.start()
+    assert host.process is not None
+    sent = host.queue().send_message("sleep 30")
+    wait_for(lambda: "Executing 'Functions.work'" in host.output, what="the function")
+    killed_at = time.monotonic()
+
+    host.stop(signal.SIGKILL)
+
+    back = wait_for(lambda: host.queue().peek_messages(max_messages=1), what="the message")
+    assert back[0].id == sent.id and back[0].dequeue_count == 1
+    assert time.monotonic() - killed_at < 10
 
 
 # ------------------------------------------------------------------------------ shutdown

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -14,6 +17,7 @@ from twilio.rest import Client
 
 from localpeers.twilio_mock import TwilioMock
 from localpeers.twilio_spec import ERROR_EXAMPLES, add_error_responses
+from tests.waiting import wait_for
 
 ACCOUNT_SID = "AC" + "0" * 32
 AUTH_TOKEN = "token"
@@ -183,3 +187,93 @@ def test_connections_are_counted(client: Client, twilio_mock: TwilioMock) -> Non
 
     assert reused == 1
     assert twilio_mock.connections_opened == 3
+
+
+def test_a_dropped_connection_loses_the_answer_of_a_create(
+    client: Client, twilio_mock: TwilioMock
+) -> None:
+    twilio_mock.drop_next(path_contains="/Calls.json")
+
+    with pytest.raises(requests.exceptions.ConnectionError) as raised:
+        create_call(client)
+
+    assert "RemoteDisconnected" in repr(raised.value)
+    (dropped,) = twilio_mock.requests
+    assert (dropped.status, dropped.fault) == (201, "drop"), "Prism created it first"
+    assert SID.match(dropped.response["sid"])
+    assert SID.match(create_call(client)), "the fault applies to one request only"
+
+
+def test_random_faults_follow_their_rates_and_seed(client: Client, twilio_mock: TwilioMock) -> None:
+    def outcomes() -> list[str | None]:
+        twilio_mock.reset()
+        twilio_mock.fail_randomly({429: 0.2, 500: 0.1}, drop=0.1, method="POST", seed=3)
+        for _ in range(60):
+            with contextlib.suppress(TwilioRestException, requests.exceptions.ConnectionError):
+                client.messages.create(to=TO, from_=FROM, body="x")
+        return [r.fault for r in twilio_mock.requests]
+
+    first = outcomes()
+
+    assert outcomes() == first, "a seed repeats the draws"
+    counts = Counter((fault or "none").split(",")[0] for fault in first)
+    assert set(counts) == {"code=429", "code=500", "drop", "none"}, counts
+    assert counts["none"] > len(first) / 2
+    client.calls.list(limit=1)  # a GET: not matched by method="POST"
+    assert twilio_mock.requests[-1].fault is None
+
+
+def test_explicit_faults_come_before_random_ones_and_reset_ends_both(
+    client: Client, twilio_mock: TwilioMock
+) -> None:
+    twilio_mock.fail_randomly({500: 1.0})
+    twilio_mock.fail_next(429)
+
+    statuses = []
+    for _ in range(2):
+        with pytest.raises(TwilioRestException) as raised:
+            create_call(client)
+        statuses.append(raised.value.status)
+    twilio_mock.reset()
+
+    assert statuses == [429, 500]
+    assert SID.match(create_call(client))
+
+
+def test_fault_rates_must_add_up_to_at_most_one(twilio_mock: TwilioMock) -> None:
+    with pytest.raises(ValueError, match="add up to at most 1"):
+        twilio_mock.fail_randomly({429: 0.7}, drop=0.4)
+    with pytest.raises(ValueError, match="no error response"):
+        twilio_mock.fail_randomly({418: 0.1})
+
+
+def test_offline_refuses_connections_then_serves_again_on_the_same_port(
+    client: Client, twilio_mock: TwilioMock
+) -> None:
+    create_call(client)  # a pooled keep-alive connection, closed by the outage
+    url = twilio_mock.base_url
+
+    with twilio_mock.unreachable():
+        assert not twilio_mock.online
+        with pytest.raises(requests.exceptions.ConnectionError) as raised:
+            create_call(client)
+        with pytest.raises(requests.exceptions.ConnectionError):
+            requests.get(url, timeout=5)
+
+    assert "NewConnectionError" in repr(raised.value), "refused, not cut off mid-request"
+    assert twilio_mock.online and twilio_mock.base_url == url
+    assert SID.match(create_call(client))
+    assert [r.path.endswith("/Calls.json") for r in twilio_mock.requests] == [True, True]
+
+
+def test_a_request_in_progress_when_the_mock_goes_offline_is_answered(
+    client: Client, twilio_mock: TwilioMock
+) -> None:
+    twilio_mock.latency = 0.5
+    with ThreadPoolExecutor(1) as pool:
+        created = pool.submit(create_call, client)
+        wait_for(lambda: twilio_mock.requests, what="the request to reach Prism")
+        with twilio_mock.unreachable():
+            sid = created.result(timeout=10)
+
+    assert SID.match(sid)

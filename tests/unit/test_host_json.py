@@ -31,3 +31,14 @@ def test_pools_cover_the_queue_concurrency_of_one_instance() -> None:
 
 def test_lease_outlives_a_twilio_request() -> None:
     assert LEASE.total_seconds() > CONNECT_TIMEOUT_SECONDS + READ_TIMEOUT_SECONDS
+
+
+def test_the_hosts_retries_outlast_a_dead_workers_claim() -> None:
+    # A claim found with a live lease (its worker died, or its insert's answer was lost)
+    # makes the host retry; it is parked in_doubt only once the lease has run out. Should
+    # the retries end first, the message would go to the poison queue with its record
+    # still claimed: never final. tests/soak_harness.py keeps this when it shortens the
+    # back-off.
+    hours, minutes, seconds = (int(part) for part in QUEUES["visibilityTimeout"].split(":"))
+    visibility = hours * 3600 + minutes * 60 + seconds
+    assert (QUEUES["maxDequeueCount"] - 1) * visibility > LEASE.total_seconds()
