@@ -47,7 +47,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any, TextIO, TypeVar
+from typing import Any, TextIO
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -62,8 +62,8 @@ from telephony.adapters.twilio_rest import READ_TIMEOUT_SECONDS
 from telephony.outbound import records as statuses
 from telephony.outbound.service import LEASE
 from tests.app_client import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
+from tests.waiting import wait_for
 
-T = TypeVar("T")
 ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "outbound-messages"
 POISON_QUEUE = QUEUE + "-poison"
@@ -721,7 +721,7 @@ def _run_chaos(
         return lambda: stack.executions() >= share * len(commands)
 
     for at, what in sorted(events):
-        _wait(processed(at), plan.settle_timeout, f"{at:.0%} of the messages to be processed")
+        wait_for(processed(at), plan.settle_timeout, f"{at:.0%} of the messages to be processed")
         if what == "kill":
             _kill_a_worker(plan, stack, note)
         elif what == "restart":
@@ -748,7 +748,9 @@ def _kill_a_worker(plan: SoakPlan, stack: SoakStack, note: Callable[..., None]) 
             return workers[0]
         return None
 
-    victim = _wait(busiest, 60.0, f"a worker with {plan.min_in_flight_at_kill} functions running")
+    victim = wait_for(
+        busiest, 60.0, f"a worker with {plan.min_in_flight_at_kill} functions running"
+    )
     running = victim.kill()
     what = f"SIGKILL {victim.name} (pid {victim.pid}) with {running} functions running"
     note(what, "kill", running=running)
@@ -776,16 +778,6 @@ def _wait_for_quiescence(
         time.sleep(1.0)
     note(f"not quiescent after {plan.settle_timeout:g} s")
     return False
-
-
-def _wait(condition: Callable[[], T | None], timeout: float, what: str) -> T:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise RuntimeError(f"timed out waiting for {what}")
 
 
 def read_records(stack: SoakStack) -> dict[str, dict[str, Any]]:
