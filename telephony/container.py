@@ -20,7 +20,7 @@ from telephony.errors import DocumentError, FlowDocumentError, SettingsError
 if TYPE_CHECKING:
     from telephony.adapters.signature import SignatureValidator
     from telephony.adapters.twilio_rest import Credentials
-    from telephony.flows import FlowBook
+    from telephony.flows import FlowBook, FlowProblem
     from telephony.flows.voice import FlowCalls
     from telephony.outbound.calls import CallPlacer
     from telephony.outbound.commands import CommandRules
@@ -197,6 +197,21 @@ class Container:
             )
         return frozenset({home})
 
+    def flow_guard_problems(self, book: FlowBook) -> list[FlowProblem]:
+        """What the destination guard and ALLOWED_URL_HOSTS refuse in a call flow document
+        (the app and `python -m telephony.flows check` both ask)."""
+        from telephony.flows.checks import destination_problems
+
+        return destination_problems(book, self.destination_refusal, self.settings.allowed_url_hosts)
+
+    def rules_guard_problems(self, rules: SmsRules) -> list[str]:
+        """What the destination guard refuses among an SMS rules document's forwards."""
+        return [
+            f"{where}: forward {reason}"
+            for where, number in _forwards(rules)
+            if (reason := self.destination_refusal(number)) is not None
+        ]
+
     def destination_refusal(self, number: str) -> str | None:
         """Why the guard refuses `number`, or None (the documents' check uses it)."""
         from telephony.phone import destination_refusal
@@ -252,11 +267,7 @@ class Container:
         voice_flow = self.settings.voice_flow
         if voice_flow is not None and voice_flow not in book:
             return f"VOICE_FLOW names flow {voice_flow!r}, not in {book.source}"
-        from telephony.flows.checks import destination_problems
-
-        guarded = destination_problems(
-            book, self.destination_refusal, self.settings.allowed_url_hosts
-        )
+        guarded = self.flow_guard_problems(book)
         if guarded:
             return f"CALL_FLOWS_FILE {FlowDocumentError(book.source, guarded)}"
         return book
@@ -274,11 +285,7 @@ class Container:
             rules = load_rules(app_file(name))
         except DocumentError as exc:
             return f"SMS_RULES_FILE {exc}"
-        refused = [
-            f"{where}: forward {reason}"
-            for where, number in _forwards(rules)
-            if (reason := self.destination_refusal(number)) is not None
-        ]
+        refused = self.rules_guard_problems(rules)
         if refused:
             return f"SMS_RULES_FILE {rules.source}: {'; '.join(refused)}"
         return rules

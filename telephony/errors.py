@@ -201,6 +201,8 @@ class StorageUnavailableError(UnavailableError):
     Messages name the operation and the SDK's error type, never a key or a number.
     """
 
+    public_message = "the service's storage is unavailable, try again later"
+
 
 class RecordChangedError(UnavailableError):
     """An ETag-conditional update found the record changed since it was read."""

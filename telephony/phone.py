@@ -38,9 +38,11 @@ def check_destination(number: str, allowed_regions: Collection[str] | None, fiel
     producer's own validation, which the worker repeats with the app's settings).
 
     A number passes when its region is listed and it is not premium-rate. Its region is the
-    one phonenumbers assigns it; a number phonenumbers cannot place (a test or fictional
-    range such as +1555) counts as the main country of its calling code. International
-    networks (satellite +881/+882, +883, +979) have no country and never pass.
+    one phonenumbers assigns it. A number phonenumbers cannot place counts as the country of
+    its calling code only when that code has one country, or when it is in a fictional or
+    test range (+1 555, +1 500): an unknown +1 or +44 number could be anywhere those codes
+    reach (the Caribbean, the Channel Islands), so it is refused. International networks
+    (satellite +881/+882, +883, +979) have no country and never pass.
     """
     if allowed_regions is None:
         return
@@ -66,6 +68,16 @@ def destination_refusal(number: str, allowed_regions: Collection[str]) -> str | 
     return None
 
 
+# Ranges reserved for fiction and testing, which phonenumbers calls invalid: the NANP's 555
+# area code (documentation examples) and Twilio's magic test numbers (+1 500 555 ...).
+_FICTIONAL_NANP_AREAS = frozenset({"555", "500"})
+
+
+def _fictional(parsed: object) -> bool:
+    national = str(getattr(parsed, "national_number", ""))
+    return getattr(parsed, "country_code", None) == 1 and national[:3] in _FICTIONAL_NANP_AREAS
+
+
 def home_region(number: str) -> str | None:
     """The ISO region of an E.164 number, as the destination guard judges it."""
     import phonenumbers
@@ -74,10 +86,13 @@ def home_region(number: str) -> str | None:
         parsed = phonenumbers.parse(number, None)
     except phonenumbers.NumberParseException:
         return None
+    code = parsed.country_code or 0
     if phonenumbers.is_valid_number(parsed):
         region = phonenumbers.region_code_for_number(parsed)
+    elif _fictional(parsed) or len(phonenumbers.region_codes_for_country_code(code)) == 1:
+        region = phonenumbers.region_code_for_country_code(code)
     else:
-        region = phonenumbers.region_code_for_country_code(parsed.country_code or 0)
+        return None  # a shared calling code (+1, +44, +7...): unknown means refused
     return region if region and region.isalpha() else None  # "001": no country
 
 

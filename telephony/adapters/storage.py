@@ -39,11 +39,9 @@ def queue_client(env: Mapping[str, str], queue_name: str) -> QueueClient:
 
     connection_string = env.get(CONNECTION, "").strip()
     if connection_string:
-        return QueueClient.from_connection_string(
-            connection_string, queue_name, **_client_options()
-        )
+        return QueueClient.from_connection_string(connection_string, queue_name, **_queue_options())
     endpoint = _service_uri(env, "queue")
-    return QueueClient(endpoint, queue_name, credential=_credential(env), **_client_options())
+    return QueueClient(endpoint, queue_name, credential=_credential(env), **_queue_options())
 
 
 def queue_sender(queue: QueueClient) -> Callable[[str], None]:
@@ -75,6 +73,17 @@ def _client_options() -> dict[str, Any]:
     an answer, and a STOP makes two Table round trips. The SDK's default backoff (0.8 s,
     doubling, three retries per failure) spends about 6 s on one dropped connection."""
     return {"transport": _transport(), "retry_backoff_factor": 0.2, "retry_backoff_max": 2}
+
+
+def _queue_options() -> dict[str, Any]:
+    """As _client_options: azure-storage-queue has a retry policy of its own (15 s, then
+    45 s...), which ignores the backoff settings, so it is given a short one (1 s, twice)."""
+    from azure.storage.queue import LinearRetry
+
+    return {
+        "transport": _transport(),
+        "retry_policy": LinearRetry(backoff=1, random_jitter_range=1, retry_total=2),
+    }
 
 
 def _transport() -> Any:

@@ -5,6 +5,7 @@ twilio.rest and requests are imported when the first request is made, not at imp
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ from telephony.errors import (
     TwilioUnavailableError,
 )
 from telephony.outbound.sender import CreatedResource, OutboundCall, OutboundSms
+from telephony.phone import mask
 
 if TYPE_CHECKING:
     from twilio.http.http_client import TwilioHttpClient
@@ -166,4 +168,13 @@ def _classify(exc: Any) -> TwilioRejectedError | TwilioUnavailableError:
     code = int(exc.code) if exc.code else None
     if status == 429 or status >= 500:
         return TwilioUnavailableError(f"Twilio answered {status}", status=status, code=code)
-    return TwilioRejectedError(status, code, str(exc.msg))
+    return TwilioRejectedError(status, code, _without_numbers(str(exc.msg)))
+
+
+# Twilio's messages quote the number they refuse ("The 'To' number +15005550001 is not a
+# valid phone number"); they reach error bodies and delivery records, masked like logs.
+_NUMBER = re.compile(r"\+\d{6,15}")
+
+
+def _without_numbers(message: str) -> str:
+    return _NUMBER.sub(lambda found: mask(found.group()), message)

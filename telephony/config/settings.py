@@ -7,7 +7,7 @@ first, with its meaning.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 
 from telephony.errors import SettingsError
@@ -196,6 +196,22 @@ def _hosts(value: str | None) -> frozenset[str]:
     if bad:
         raise SettingsError(f"ALLOWED_URL_HOSTS takes host names only: {', '.join(bad)}")
     return hosts
+
+
+def url_host_allowed(url: str, hosts: Collection[str]) -> bool:
+    """Whether `url` names one of `hosts` (ALLOWED_URL_HOSTS) and nothing that parsers could
+    read differently: no user info, no backslash, no port but 443."""
+    from urllib.parse import urlsplit
+
+    if "\\" in url:
+        return False
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return False
+    host = (parts.hostname or "").lower()
+    return parts.netloc.lower() in (host, f"{host}:443") and port in (None, 443) and host in hosts
 
 
 def _seconds(value: str, name: str) -> float:

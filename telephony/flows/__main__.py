@@ -16,8 +16,9 @@ from collections.abc import Mapping, Sequence
 
 from telephony.config.documents import app_file
 from telephony.config.settings import SETTINGS_BY_NAME
-from telephony.errors import FlowDocumentError
+from telephony.errors import FlowDocumentError, SettingsError
 from telephony.flows.document import load_flow_book
+from telephony.flows.model import FlowBook
 
 
 def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ) -> int:
@@ -30,11 +31,11 @@ def main(argv: Sequence[str] | None = None, env: Mapping[str, str] = os.environ)
     default = env.get("CALL_FLOWS_FILE") or SETTINGS_BY_NAME["CALL_FLOWS_FILE"].default
     files = args.files or [str(app_file(default or ""))]
     voice_flow = env.get("VOICE_FLOW", "").strip() or None
-    results = [_check(name, voice_flow) for name in files]
+    results = [_check(name, voice_flow, env) for name in files]
     return 0 if all(results) else 1
 
 
-def _check(name: str, voice_flow: str | None) -> bool:
+def _check(name: str, voice_flow: str | None, env: Mapping[str, str]) -> bool:
     try:
         book = load_flow_book(app_file(name))
     except FlowDocumentError as exc:
@@ -46,8 +47,24 @@ def _check(name: str, voice_flow: str | None) -> bool:
         message = f"VOICE_FLOW names flow {voice_flow!r}, which the document does not define"
         print(f"{book.source}: {message}", file=sys.stderr)
         return False
+    if not _guard(book, env):
+        return False
     print(f"{book.source}: ok ({len(book.flows)} flows: {', '.join(book.flows)})")
     return True
+
+
+def _guard(book: FlowBook, env: Mapping[str, str]) -> bool:
+    """The destination guard of these settings, as the app applies it when it loads."""
+    from telephony.container import build_container
+
+    try:
+        problems = build_container(env).flow_guard_problems(book)
+    except SettingsError as exc:
+        print(f"{book.source}: destination guard not checked: {exc}", file=sys.stderr)
+        return True
+    for problem in problems:
+        print(f"{book.source}: {problem}", file=sys.stderr)
+    return not problems
 
 
 if __name__ == "__main__":

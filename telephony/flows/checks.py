@@ -8,8 +8,8 @@ so it is refused here, when the document is loaded, rather than cut off during a
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterator, Mapping
-from urllib.parse import urlsplit
 
+from telephony.config.settings import url_host_allowed
 from telephony.flows.model import (
     CHAINED,
     WITHOUT_NEXT,
@@ -192,7 +192,6 @@ def _guarded(
     if isinstance(verb, Dial):
         reason = refusal(verb.number)
         return f"dial.number {reason}" if reason else None
-    if isinstance(verb, Redirect) and verb.url:
-        host = (urlsplit(verb.url).hostname or "").lower()
-        return None if host in url_hosts else "redirect.url names a host not in ALLOWED_URL_HOSTS"
+    if isinstance(verb, Redirect) and verb.url and not url_host_allowed(verb.url, url_hosts):
+        return "redirect.url names a host not in ALLOWED_URL_HOSTS"
     return None

@@ -16,7 +16,9 @@ from telephony.errors import (
     CredentialsUnavailableError,
     InvalidInputError,
     MediaTypeError,
+    RecordChangedError,
     SettingsError,
+    StorageUnavailableError,
     TelephonyError,
     TwilioUnavailableError,
     UnavailableError,
@@ -142,6 +144,8 @@ def _event_of(exc: TelephonyError) -> str:
         return "twilio_rejected"
     if isinstance(exc, TwilioUnavailableError) and not isinstance(exc, CredentialsUnavailableError):
         return "twilio_unavailable"
+    if isinstance(exc, StorageUnavailableError | RecordChangedError):
+        return "storage_unavailable"
     return "configuration_unavailable"
 
 

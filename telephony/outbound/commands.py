@@ -13,9 +13,9 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from telephony import schemas
+from telephony.config.settings import url_host_allowed
 from telephony.errors import CommandRejectedError, InvalidInputError
 from telephony.phone import check_destination, parse_e164
 
@@ -244,24 +244,46 @@ def _check_twiml(twiml: str | None, rules: CommandRules) -> None:
         if not target.startswith("+"):
             raise InvalidInputError("twiml dials something that is not an E.164 number", "twiml")
         check_destination(target, rules.allowed_regions, "twiml")
+    if rules.allowed_url_hosts is not None:
+        for url in _fetched_urls(root):
+            if not url_host_allowed(url, rules.allowed_url_hosts):
+                message = "twiml makes Twilio fetch a URL whose host is not in ALLOWED_URL_HOSTS"
+                raise InvalidInputError(message, "twiml")
 
 
 # TwiML that makes Twilio place a call or send a text, and where it names the number.
-_DIALLING = {"Number": "text", "Dial": "text", "Sms": "to"}
+_DIALLING = {"Number": "text", "Sms": "to"}
 
 
 def _dial_targets(root: Any) -> list[str]:
-    """Every number the TwiML would make Twilio call or text. A SIP address can route to
-    any number, so it is refused outright."""
+    """Every number the TwiML would make Twilio call or text, wherever it stands: a <Dial>'s
+    own text and the text between its nouns, <Number>, <Sms to>. A SIP address can route to
+    any number, and a namespaced element is none Twilio would read as ours: both refused."""
     targets = []
     for element in root.iter():
+        if not isinstance(element.tag, str) or element.tag.startswith("{"):
+            raise InvalidInputError("twiml holds an element in another namespace", "twiml")
         if element.tag == "Sip":
             raise InvalidInputError("twiml dials a SIP address, which is not allowed", "twiml")
+        if element.tag == "Dial":
+            targets += [element.text or ""] + [child.tail or "" for child in element]
         where = _DIALLING.get(element.tag)
-        value = (element.text or "") if where == "text" else element.get(where or "", "")
-        if value.strip():
-            targets.append(value.strip())
-    return targets
+        if where is not None:
+            targets.append((element.text or "") if where == "text" else element.get(where, ""))
+    return [target.strip() for target in targets if target.strip()]
+
+
+def _fetched_urls(root: Any) -> list[str]:
+    """Every URL the TwiML makes Twilio fetch TwiML from: <Redirect>'s text, and the url,
+    action, waitUrl and other *Url attributes of any verb or noun."""
+    urls = [(element.text or "").strip() for element in root.iter() if element.tag == "Redirect"]
+    for element in root.iter():
+        urls += [
+            value.strip()
+            for name, value in element.attrib.items()
+            if name.lower() in ("url", "action") or name.lower().endswith("url")
+        ]
+    return [url for url in urls if url]
 
 
 def _check_url(url: str | None, rules: CommandRules) -> None:
@@ -269,8 +291,7 @@ def _check_url(url: str | None, rules: CommandRules) -> None:
     trusts: that TwiML could dial anywhere, out of the destination guard's sight."""
     if url is None or rules.allowed_url_hosts is None:
         return
-    host = (urlsplit(url).hostname or "").lower()
-    if host not in rules.allowed_url_hosts:
+    if not url_host_allowed(url, rules.allowed_url_hosts):
         raise InvalidInputError("url names a host that is not in ALLOWED_URL_HOSTS", "url")
 
 

@@ -151,6 +151,7 @@ def apply_callback(
     if record.status in ATTEMPTED and is_known_status(status):
         # Twilio calling back proves it accepted an attempt we could not confirm: the
         # doubt is resolved, and the key has had its send.
+        sid = sid or record.twilio_sid
         return replace(record, status=status, twilio_sid=sid, error_code=error_code, updated_at=now)
     moved = record.advanced(status, now, error_code=error_code or record.error_code)
     if sid and moved.twilio_sid is None:

@@ -172,7 +172,9 @@ class OutboundService:
         if existing is not None and not _claimable(existing):
             log_event(logger, "outbound_duplicate", key=key, status=existing.status)
             return SendOutcome.DUPLICATE
-        return SendOutcome.REJECTED  # the key's record already says it was never sent
+        if existing is not None:  # never sent (retrying, poison, rejected): it says so now
+            advance(self._store, existing, lambda r: _rejected(r, reason, now))
+        return SendOutcome.REJECTED
 
     def _claim(self, command: OutboundCommand) -> DeliveryRecord | None:
         """The claimed record, or None when the key has already had its send.
@@ -297,6 +299,13 @@ def _claimable(record: DeliveryRecord) -> bool:
     return record.status == RETRYING or record.status in RETRYABLE
 
 
+def _rejected(record: DeliveryRecord, reason: str, now: datetime) -> DeliveryRecord:
+    """A key that never had its send, rejected now; anything claimable no longer is left."""
+    if not _claimable(record):
+        return record
+    return replace(record, status=REJECTED, reason=reason, updated_at=now, lease_until=None)
+
+
 def _claimed(record: DeliveryRecord, now: datetime) -> DeliveryRecord:
     return replace(
         record, status=CLAIMED, attempts=record.attempts + 1, lease_until=now + LEASE,
@@ -308,7 +317,10 @@ def _settle(
     record: DeliveryRecord, status: str, now: datetime, **changes: object
 ) -> DeliveryRecord:
     """Release the lease and move to `status`; a status from a faster callback is kept."""
-    if record.status not in (CLAIMED, RETRYING, PENDING):
+    if record.status == IN_DOUBT and changes.get("twilio_sid"):
+        # Parked while this worker was still waiting for Twilio: its answer settles it.
+        return replace(record, status=status, updated_at=now, lease_until=None, **changes)  # type: ignore[arg-type]
+    if record.status not in (CLAIMED, RETRYING):
         # A callback already advanced the record: keep its status, add what it lacks.
         sid = changes.get("twilio_sid")
         return replace(record, twilio_sid=record.twilio_sid or sid, lease_until=None)  # type: ignore[arg-type]

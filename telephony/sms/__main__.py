@@ -17,8 +17,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from telephony.config.documents import app_file
-from telephony.errors import SmsRulesError
-from telephony.sms.rules import EXAMPLE_FILE, load_rules
+from telephony.errors import SettingsError, SmsRulesError
+from telephony.sms.rules import EXAMPLE_FILE, SmsRules, load_rules
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -42,8 +42,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         for problem in exc.problems:
             print(f"  {problem}", file=sys.stderr)
         return 1
+    if not _guard(rules):
+        return 1
     print(f"{path}: ok ({len(rules.rules)} rules)")
     return 0
+
+
+def _guard(rules: SmsRules) -> bool:
+    """The destination guard of the environment's settings, as the app applies it."""
+    from telephony.container import build_container
+
+    try:
+        problems = build_container(os.environ).rules_guard_problems(rules)
+    except SettingsError as exc:
+        print(f"{rules.source}: destination guard not checked: {exc}", file=sys.stderr)
+        return True
+    for problem in problems:
+        print(f"{rules.source}: {problem}", file=sys.stderr)
+    return not problems
 
 
 def _configured_path(env: Mapping[str, str]) -> Path:

@@ -13,11 +13,11 @@ can be enumerated); the table is protected like the deliveries table, by the app
 identity only.
 
 **Order.** An older consent event never overrides a newer one. Twilio's webhook carries
-no time, and a validly signed request can be replayed at any later time, so the time the
-app receives a message does not order it. Events are ordered by when Twilio created the
-message (its `date_created`, from Twilio's REST API through a `MessageClock`), falling
-back to the time of receipt when Twilio cannot say; and a store applies each MessageSid
-at most once, so a replayed message is ignored whatever its time. Stores write
+no time, and a validly signed request can be replayed at any later time. A store applies
+each MessageSid at most once, so a replayed message is ignored whatever its time; events
+are ordered by their time, which is when the app received them. A `MessageClock` (Twilio's
+`date_created` for the message) can date them instead; the app does not wire one yet, as
+each STOP and START would then cost a Twilio REST request. Stores write
 conditionally (an ETag), so two webhooks processed at once cannot reorder either. At the
 same time, an opt-out wins: it is the safe side.
 

@@ -5,7 +5,7 @@ text is one (telephony/sms/keywords.py) or when Twilio's Advanced Opt-Out says s
 webhook's `OptOutType` (STOP, START or HELP); when the two disagree, opting out wins.
 
 `SmsResponder` carries a decision out: it records opt-outs and opt-ins as consent events
-ordered by when Twilio created the message (telephony/sms/optouts.py), and puts forwards
+(each message once, in order: telephony/sms/optouts.py), and puts forwards
 on the outbound queue with idempotency keys derived from the inbound MessageSid, so a
 webhook that Twilio delivers twice forwards once. Replies go back in the webhook's TwiML.
 """

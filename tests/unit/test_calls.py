@@ -50,7 +50,7 @@ def test_minimal_call_uses_the_default_sender_and_our_voice_url() -> None:
 
 
 def test_explicit_sender_and_say() -> None:
-    call = build({"to": "+447700900123", "from": "+15005550006", "say": "Your code is 1 2 3"})
+    call = build({"to": "+442071838750", "from": "+15005550006", "say": "Your code is 1 2 3"})
     assert call.from_ == "+15005550006"
     assert call.say == "Your code is 1 2 3"
     assert call.url is None and call.twiml is None
@@ -261,3 +261,54 @@ def test_a_flow_is_checked_against_the_flow_document_only_when_named() -> None:
 )
 def test_bad_flow_names_the_field(body: dict[str, object], field: str) -> None:
     assert field_of(body) == field
+
+
+@pytest.mark.parametrize(
+    "to",
+    ["+16495550000", "+18761234567", "+4412345678"],
+    ids=["Turks and Caicos", "Jamaica", "+44"],
+)
+def test_an_unknown_number_in_a_shared_calling_code_is_refused(to: str) -> None:
+    # +1 and +44 reach islands with their own (premium) rates: unknown is not the US or GB
+    assert field_of({"to": to}, frozenset({"US", "GB"})) == "to"
+
+
+@pytest.mark.parametrize(
+    "twiml",
+    [
+        "<Response><Redirect>https://evil.example/x</Redirect></Response>",
+        "<Response><Dial><Number url='https://evil.example/x'>+14155552671</Number></Dial>"
+        "</Response>",
+        "<Response><Enqueue waitUrl='https://evil.example/w'>q</Enqueue></Response>",
+        "<Response><Gather action='https://evil.example/a'/></Response>",
+        '<Response><Dial xmlns="urn:x">+447700900123</Dial></Response>',
+        "<Response><Dial><Number>+14155552671</Number>+447700900123</Dial></Response>",
+    ],
+    ids=["redirect", "number url", "enqueue waitUrl", "gather action", "namespace", "tail text"],
+)
+def test_twiml_cannot_send_twilio_elsewhere(twiml: str) -> None:
+    rules = CommandRules(HOME, allowed_url_hosts=frozenset({"good.example.com"}))
+    with pytest.raises(InvalidInputError) as info:
+        call_command({"to": "+15558675310", "twiml": twiml}, rules, NOW)
+    assert info.value.field == "twiml"
+
+
+def test_twiml_may_fetch_from_an_allowed_host() -> None:
+    rules = CommandRules(HOME, allowed_url_hosts=frozenset({"good.example.com"}))
+    twiml = "<Response><Redirect>https://good.example.com/next</Redirect></Response>"
+    assert call_command({"to": "+15558675310", "twiml": twiml}, rules, NOW).twiml == twiml
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://evil.example\\@good.example.com/t",
+        "https://user@good.example.com/t",
+        "https://good.example.com:8443/t",
+    ],
+)
+def test_a_url_that_parsers_could_read_differently_is_refused(url: str) -> None:
+    rules = CommandRules(HOME, allowed_url_hosts=frozenset({"good.example.com"}))
+    with pytest.raises(InvalidInputError) as info:
+        call_command({"to": "+15558675310", "url": url}, rules, NOW)
+    assert info.value.field == "url"

@@ -102,3 +102,20 @@ def test_sms_rules_that_forward_outside_the_guard_are_refused_when_they_load(tmp
         {**ENV, "SMS_RULES_FILE": str(rules), "ALLOWED_DESTINATION_COUNTRIES": "US,GG"}
     )
     assert allowed.sms_rules() is not None
+
+
+def test_the_check_commands_apply_the_guard_the_app_applies(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    from telephony.flows.__main__ import main as check_flows
+    from telephony.sms.__main__ import main as check_rules
+
+    flows = tmp_path / "flows.yaml"
+    flows.write_text("version: 1\nflows:\n  out:\n    start: a\n    steps:\n"
+                     "      a: {dial: {number: '+442071838750'}}\n")  # fmt: skip
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("version: 1\nrules:\n  - name: abroad\n    exact: hi\n"
+                     "    forward: ['+442071838750']\n")  # fmt: skip
+    assert check_flows(["check", str(flows)], {"ALLOWED_DESTINATION_COUNTRIES": "US"}) == 1
+    assert check_flows(["check", str(flows)], {"ALLOWED_DESTINATION_COUNTRIES": "GB"}) == 0
+    monkeypatch.setenv("ALLOWED_DESTINATION_COUNTRIES", "US")
+    assert check_rules(["check", str(rules)]) == 1
+    assert "rule abroad: forward is in a destination that is not allowed" in capsys.readouterr().err

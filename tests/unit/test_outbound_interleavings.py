@@ -214,3 +214,35 @@ def test_any_interleaving_gives_at_most_one_accepted_send(
         if sender.accepted:
             # Nothing was sent after Twilio accepted the key's send.
             assert sender.calls == sender.calls_at_accept
+
+
+def test_a_key_still_retrying_is_rejected_when_its_recipient_opts_out() -> None:
+    # GIVEN a send that Twilio refused for a moment (retrying, nothing sent)
+    sender = InterleavingSender(answers=[TwilioUnavailableError("Twilio answered 503")])
+    service, store, optouts = world(sender)
+    quietly(lambda: service.handle(GOOD, "m-1", 1))()
+    assert store.records[KEY].status == RETRYING
+    # WHEN the recipient texts STOP before the redelivery
+    optouts.add(OptOut(TO, "STOP", Clock()()))
+    # THEN the redelivery ends the key rejected, not retrying for ever
+    assert service.handle(GOOD, "m-1", 2) is SendOutcome.REJECTED
+    assert (store.records[KEY].status, store.records[KEY].reason) == (REJECTED, "opted_out")
+    assert sender.accepted == []
+
+
+def test_an_answer_that_arrives_after_the_claim_was_parked_settles_it() -> None:
+    # GIVEN a send whose worker took so long that another parked its claim in doubt
+    sender = InterleavingSender()
+    service, store, _ = world(sender)
+    clock: Clock = service._clock  # type: ignore[assignment]
+
+    def another_worker_parks_it() -> None:
+        clock.advance(seconds=90)
+        quietly(lambda: service.handle(GOOD, "m-1", 2))()
+
+    sender.during = [[another_worker_parks_it]]
+    # WHEN Twilio's answer reaches the first worker after all
+    assert service.handle(GOOD, "m-1", 1) is SendOutcome.SENT
+    # THEN the record holds the send, not the doubt
+    record = store.records[KEY]
+    assert (record.status, record.twilio_sid) == ("queued", sender.accepted[0])

@@ -109,3 +109,11 @@ def test_xml_text_drops_exactly_what_xml_1_0_cannot_carry() -> None:
 
     text = "".join(map(chr, range(0x110000)))
     assert xml_text(text) == "".join(ch for ch in text if allowed(ord(ch)))
+
+
+def test_twilios_message_loses_the_number_it_quotes() -> None:
+    from telephony.adapters.twilio_rest import _without_numbers
+
+    message = "The 'To' number +15005550001 is not a valid phone number."
+    assert _without_numbers(message) == "The 'To' number +1********01 is not a valid phone number."
+    assert _without_numbers("Error 21211 on 2026-11-29") == "Error 21211 on 2026-11-29"
