@@ -20,13 +20,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 from telephony.config.settings import Settings
-from telephony.errors import CommandRejectedError
+from telephony.errors import CommandRejectedError, UnavailableError
 from telephony.outbound.commands import CommandRules, parse_command
 
 
 def enqueue(command: Mapping[str, Any], env: Mapping[str, str] | None = None) -> str:
     """Validate `command`, put it on the outbound queue, and return its idempotency key."""
-    from telephony.adapters.storage import queue_client
+    from telephony.adapters.storage import queue_client, queue_sender
 
     env = os.environ if env is None else env
     settings = Settings.from_env(env)
@@ -34,7 +34,7 @@ def enqueue(command: Mapping[str, Any], env: Mapping[str, str] | None = None) ->
     # A producer may not share the app's sender settings: the worker checks those again.
     rules = CommandRules(None, messaging_service_sid=settings.messaging_service_sid or "unknown")
     parse_command(document, document["idempotency_key"], rules, datetime.now(UTC))
-    queue_client(env, settings.outbound_queue_name).send_message(json.dumps(document))
+    queue_sender(queue_client(env, settings.outbound_queue_name))(json.dumps(document))
     return str(document["idempotency_key"])
 
 
@@ -49,13 +49,12 @@ def _arguments(argv: Sequence[str] | None) -> dict[str, Any]:
     parser.add_argument("--media-url", action="append", dest="media_urls", default=None)
     parser.add_argument("--send-at", help="ISO date-time, 15 minutes to 35 days ahead")
     parser.add_argument("--say", help="call: text to speak")
-    parser.add_argument("--url", help="call: https URL of TwiML")
+    parser.add_argument("--url", help="call: https URL of TwiML (a host of ALLOWED_URL_HOSTS)")
+    parser.add_argument("--twiml", help="call: a <Response> document")
     parser.add_argument("--flow", help="call: a flow of CALL_FLOWS_FILE (docs/flows.md)")
     parser.add_argument("--key", dest="idempotency_key", help="idempotency key")
     args = vars(parser.parse_args(argv))
-    command = {"from" if k == "from_" else k: v for k, v in args.items() if v is not None}
-    command["send_at"] = command.pop("send_at", None)
-    return {k: v for k, v in command.items() if v is not None}
+    return {"from" if k == "from_" else k: v for k, v in args.items() if v is not None}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -64,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CommandRejectedError as exc:
         print(f"invalid command: {exc.message}", file=sys.stderr)
         return 2
+    except UnavailableError as exc:  # a setting, or Storage: no traceback for either
+        print(f"not enqueued: {exc}", file=sys.stderr)
+        return 1
     print(key)
     return 0
 

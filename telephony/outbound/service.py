@@ -51,9 +51,9 @@ logger = logging.getLogger(__name__)
 
 # host.json extensions.queues.maxDequeueCount; tests check the two agree.
 MAX_DEQUEUE_COUNT = 5
-# Settled statuses that never reached Twilio: a requeued poison message, or a corrected
-# command under a key that was rejected, is sent (still at most once).
-RETRYABLE = frozenset({POISON, REJECTED})
+# Statuses of a key that never reached Twilio: a retry, a requeued poison message, or a
+# corrected command under a key that was rejected, is sent (still at most once).
+RETRYABLE = frozenset({RETRYING, POISON, REJECTED})
 # Longer than a Twilio request can take (connect 5 s + read 15 s): a live claim is never
 # mistaken for a dead one.
 LEASE = timedelta(seconds=60)
@@ -296,7 +296,7 @@ def _claimable(record: DeliveryRecord) -> bool:
     """Whether the key may still have its send: never sent, and not being sent."""
     if record.twilio_sid:
         return False  # Twilio accepted something under this key: never again
-    return record.status == RETRYING or record.status in RETRYABLE
+    return record.status in RETRYABLE
 
 
 def _rejected(record: DeliveryRecord, reason: str, now: datetime) -> DeliveryRecord:
