@@ -204,6 +204,14 @@ class StorageUnavailableError(UnavailableError):
     public_message = "the service's storage is unavailable, try again later"
 
 
+class EventSinkUnavailableError(UnavailableError):
+    """An outcome event sink (the events queue, an Event Grid topic) did not accept a batch.
+
+    Never raised to a caller of the app: the events stay in the outbox and are published
+    again (telephony/events).
+    """
+
+
 class RecordChangedError(UnavailableError):
     """An ETag-conditional update found the record changed since it was read."""
 
