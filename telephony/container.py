@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from telephony.config.secrets import SecretStore
 from telephony.config.settings import Settings
@@ -20,13 +20,17 @@ from telephony.errors import DocumentError, FlowDocumentError, SettingsError
 if TYPE_CHECKING:
     from telephony.adapters.signature import SignatureValidator
     from telephony.adapters.twilio_rest import Credentials
+    from telephony.events import EventSink
+    from telephony.events.publisher import Publisher
     from telephony.flows import FlowBook, FlowProblem
     from telephony.flows.voice import FlowCalls
     from telephony.outbound.calls import CallPlacer
     from telephony.outbound.commands import CommandRules
-    from telephony.outbound.records import DeliveryRecord, DeliveryStore
+    from telephony.outbound.reconcile import ReconcileIndex, Reconciler
+    from telephony.outbound.records import DeliveryRecord, DeliveryStore, Tracking
     from telephony.outbound.sender import Sender, SenderDefaults
     from telephony.outbound.service import OutboundService
+    from telephony.outbound.writer import RecordWriter
     from telephony.sms.optouts import OptOutStore
     from telephony.sms.routing import SmsResponder
     from telephony.sms.rules import SmsRules
@@ -85,6 +89,7 @@ class Container:
         optouts: OptOutStore | None = None,
         enqueue: Enqueue | None = None,
         clock: Clock | None = None,
+        event_sinks: Sequence[EventSink] | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
@@ -96,6 +101,7 @@ class Container:
             "optouts": optouts,
             "enqueue": enqueue,
             "clock": clock,
+            "event_sinks": event_sinks,
         }
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
 
@@ -135,6 +141,54 @@ class Container:
     def clock(self) -> Clock:
         return lambda: datetime.now(UTC)
 
+    @part
+    def event_sinks(self) -> Sequence[EventSink]:
+        """The events queue (EVENTS_QUEUE_NAME) and the Event Grid topic, where set."""
+        sinks: list[EventSink] = []
+        settings = self.settings
+        if settings.events_queue_name:
+            from telephony.adapters.storage import QueueEventSink, queue_client
+
+            name = settings.events_queue_name
+            sinks.append(QueueEventSink(lambda: queue_client(self.env, name)))
+        if settings.event_grid_endpoint:
+            from telephony.adapters.eventgrid import EventGridSink
+
+            client_id = self.env.get("AZURE_CLIENT_ID") or None
+            sinks.append(EventGridSink(settings.event_grid_endpoint, client_id))
+        return sinks
+
+    @part
+    def publisher(self) -> Publisher:
+        """Publishes outcome events to every sink; stages what they refuse."""
+        from telephony.events.publisher import Publisher
+
+        source = self.settings.public_base_url or "urn:telephony:local"
+        return Publisher(self.event_sinks, source, lambda: self.reconcile_index, self.clock)
+
+    @part
+    def reconcile_index(self) -> ReconcileIndex:
+        """The index of what reconcile looks at, and the event outbox: the deliveries table."""
+        deliveries = self.deliveries
+        if not _is_index(deliveries):
+            raise TypeError("the deliveries store given must also be the reconcile index")
+        return cast("ReconcileIndex", deliveries)
+
+    @part
+    def tracking(self) -> Tracking:
+        from datetime import timedelta
+
+        from telephony.outbound.records import Tracking
+
+        minutes = timedelta(minutes=self.settings.reconcile_after_minutes)
+        return Tracking(events=self.publisher.enabled, after=minutes)
+
+    @part
+    def record_writer(self) -> RecordWriter:
+        from telephony.outbound.writer import RecordWriter
+
+        return RecordWriter(self.deliveries, self.tracking, self.publisher, self.clock)
+
     # Services
 
     @part
@@ -144,7 +198,17 @@ class Container:
 
         return OutboundService(
             self.deliveries, self.sender, self.command_rules, self.sender_defaults,
-            self.optouts, self._enqueue_lazily, self.clock,
+            self.optouts, self._enqueue_lazily, self.clock, writer=self.record_writer,
+        )  # fmt: skip
+
+    @part
+    def reconciler(self) -> Reconciler:
+        """The reconcile timer's pass: Twilio asked about stale records, events republished."""
+        from telephony.outbound.reconcile import Reconciler
+
+        return Reconciler(
+            self.reconcile_index, self.record_writer, self.sender, self.publisher,
+            self.tracking.after, self.clock,
         )  # fmt: skip
 
     @part
@@ -311,6 +375,10 @@ class Container:
         primary = self.secrets.require("TWILIO_AUTH_TOKEN")
         secondary = self.secrets.get("TWILIO_AUTH_TOKEN_SECONDARY")
         return SignatureValidator([primary] + ([secondary] if secondary else []))
+
+
+def _is_index(store: object) -> bool:
+    return all(callable(getattr(store, name, None)) for name in ("due", "stage", "unstage"))
 
 
 def _usable(loaded: T | str) -> T:

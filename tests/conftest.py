@@ -15,6 +15,7 @@ from tests.fakes import MemoryOptOutStore
 pytest_plugins = (
     "tests.peers.fixtures",
     "tests.peers.keyvault_fixtures",
+    "tests.peers.eventgrid_fixtures",
     "tests.peers.azurite_fixtures",
 )
 
@@ -59,8 +60,9 @@ AppFactory = Callable[..., Container]
 def app_env() -> Iterator[AppFactory]:
     """Install a container built from BASE_ENV plus overrides; remove it afterwards.
 
-    Without AzureWebJobsStorage the opt-out store is in memory, so tests of make_call and
-    the webhooks need no Storage peer; tests/integration/test_sms_optouts.py runs the Table
+    Without AzureWebJobsStorage the opt-out store is in memory and events are off (unless
+    the test gives `event_sinks`), so tests of make_call and the webhooks need no Storage
+    peer; tests/integration/test_sms_optouts.py runs the Table
     store on Azurite.
     """
 
@@ -71,6 +73,7 @@ def app_env() -> Iterator[AppFactory]:
         given = dict(parts or {})
         if "AzureWebJobsStorage" not in env:
             given.setdefault("optouts", MemoryOptOutStore())
+            given.setdefault("event_sinks", [])  # no events queue: tests give a sink
         container = build_container(env, **given)
         set_container(container)
         return container

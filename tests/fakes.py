@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import itertools
 import threading
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from telephony.adapters.twilio_rest import CreatedResource, OutboundCall, OutboundSms
-from telephony.errors import RecordChangedError, RecordExistsError
+from telephony.errors import EventSinkUnavailableError, RecordChangedError, RecordExistsError
+from telephony.events.model import OutcomeEvent
+from telephony.outbound.reconcile import DueWork, StagedEvent
 from telephony.outbound.records import DeliveryRecord
 from telephony.sms.optouts import ConsentEvent, consent_number
 
@@ -20,6 +23,7 @@ class MemoryStore:
     def __init__(self) -> None:
         self.records: dict[str, DeliveryRecord] = {}
         self.pending: dict[str, DeliveryRecord] = {}
+        self.staged: dict[tuple[str, datetime], OutcomeEvent] = {}
         self.round_trips = 0
         self._etags = itertools.count(1)
         self._lock = threading.Lock()
@@ -36,13 +40,41 @@ class MemoryStore:
                 raise RecordExistsError(record.key)
             return self._put(record)
 
-    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+    def update(self, record: DeliveryRecord, was: DeliveryRecord) -> DeliveryRecord:
         with self._lock:
             self.round_trips += 1
             current = self.records.get(record.key)
-            if current is None or current.etag != record.etag:
+            if current is None or current.etag != was.etag:
                 raise RecordChangedError(record.key)
             return self._put(record)
+
+    # The reconcile index and the outbox of staged events, as the Table store keeps them.
+
+    def due(self, now: datetime, limit: int) -> DueWork:
+        with self._lock:
+            self.round_trips += 1
+            keys = sorted(
+                (r.check_after, key)
+                for key, r in self.records.items()
+                if r.check_after is not None and r.check_after < now
+            )
+            events = sorted((due, event_id) for (event_id, due) in self.staged if due < now)
+            work = DueWork(keys=[key for _, key in keys][:limit])
+            for due, event_id in events[: limit - len(work.keys)]:
+                work.events.append(StagedEvent(self.staged[(event_id, due)], due))
+            return work
+
+    def stage(self, events: Sequence[OutcomeEvent], due: datetime) -> None:
+        with self._lock:
+            self.round_trips += 1
+            for event in events:
+                self.staged[(event.id, due)] = event
+
+    def unstage(self, events: Sequence[OutcomeEvent], due: datetime) -> None:
+        with self._lock:
+            self.round_trips += 1
+            for event in events:
+                self.staged.pop((event.id, due), None)
 
     def insert_pending(self, record: DeliveryRecord) -> None:
         with self._lock:
@@ -68,10 +100,21 @@ class ScriptedSender:
     def __init__(self, *script: Exception | None) -> None:
         self.script = list(script)
         self.sent: list[OutboundSms | OutboundCall] = []
+        self.statuses: dict[str, str] = {}  # what current_status answers, by SID
+        self.fetched: list[str] = []
         self._sids = itertools.count(1)
 
     def send_message(self, sms: OutboundSms) -> CreatedResource:
         return self._answer(sms, "SM", "queued")
+
+    def current_status(self, kind: str, sid: str) -> CreatedResource | None:
+        """What `statuses` says of `sid` now (None: unknown); counts the requests."""
+        self.fetched.append(sid)
+        step = self.script.pop(0) if self.script else None
+        if step is not None:
+            raise step
+        status = self.statuses.get(sid)
+        return CreatedResource(sid, status) if status else None
 
     def place_call(self, call: OutboundCall) -> CreatedResource:
         return self._answer(call, "CA", "queued")
@@ -166,3 +209,24 @@ class MonotonicClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class MemorySink:
+    """EventSink that keeps what it is given, failing on demand (`fail` more batches)."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self.fail = 0
+        self.batches = 0
+        self._lock = threading.Lock()
+
+    def publish(self, events: Sequence[Mapping[str, object]]) -> None:
+        with self._lock:
+            self.batches += 1
+            if self.fail:
+                self.fail -= 1
+                raise EventSinkUnavailableError("the test sink refused the batch")
+            self.events.extend(dict(event) for event in events)
+
+    def of_type(self, kind: str) -> list[dict[str, object]]:
+        return [event for event in self.events if event["type"] == kind]

@@ -7,12 +7,15 @@ string (Azurite locally), or identity-based with `AzureWebJobsStorage__queueServ
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import base64
+import json
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 from telephony.adapters.http_pool import pooled_session
-from telephony.errors import SettingsError, StorageUnavailableError
+from telephony.errors import EventSinkUnavailableError, SettingsError, StorageUnavailableError
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
@@ -52,6 +55,49 @@ def queue_sender(queue: QueueClient) -> Callable[[str], None]:
             queue.send_message(text)
 
     return send
+
+
+class QueueEventSink:
+    """Outcome events on a Storage queue, one per message, base64-encoded UTF-8 JSON.
+
+    Base64 because a Functions queue trigger decodes it by default (Logic Apps:
+    base64ToString); the queue is created on first use where the identity may create it.
+    """
+
+    def __init__(self, queue: Callable[[], QueueClient]) -> None:
+        self._build = queue  # on the first event: a webhook that publishes none never pays
+        self._queue: QueueClient | None = None
+        self._lock = threading.Lock()
+
+    def publish(self, events: Sequence[Mapping[str, object]]) -> None:
+        from azure.core.exceptions import AzureError
+
+        try:
+            queue = self._ready_queue()
+            for event in events:
+                text = json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+                queue.send_message(base64.b64encode(text.encode("utf-8")).decode("ascii"))
+        except AzureError as exc:
+            raise EventSinkUnavailableError(
+                f"could not put an event on the events queue: {type(exc).__name__}"
+            ) from exc
+
+    def _ready_queue(self) -> QueueClient:
+        from azure.core.exceptions import HttpResponseError, ResourceExistsError
+
+        with self._lock:
+            if self._queue is not None:
+                return self._queue
+            queue = self._build()
+            try:
+                queue.create_queue()
+            except ResourceExistsError:
+                pass
+            except HttpResponseError as exc:
+                if exc.status_code != FORBIDDEN:  # in Azure, Bicep made it: not ours to create
+                    raise
+            self._queue = queue
+            return queue
 
 
 def _service_uri(env: Mapping[str, str], service: str) -> str:

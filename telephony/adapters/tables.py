@@ -13,26 +13,43 @@ the webhook paths only load it for STOP and START.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import threading
-from datetime import datetime
+from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from telephony.adapters.storage import ensure_table, storage_errors
 from telephony.errors import RecordChangedError, RecordExistsError
+from telephony.events.model import OutcomeEvent
+from telephony.outbound.reconcile import DueWork, StagedEvent
 from telephony.outbound.records import DeliveryRecord
 from telephony.sms.optouts import OptOut, optout_key
 
 if TYPE_CHECKING:
     from azure.data.tables import TableClient, TableServiceClient
 
-ROW_KEY = "delivery"
-PENDING_ROW_KEY = "pending"  # the marker written by POST /api/messages
 OPTOUT_ROW_KEY = "optout"
+SHARDS = "0123456789abcdef"  # a record's partition: the first hex digit of its key's hash
+RECORD_ROW = "d-"  # d-<hash>: the record
+PENDING_ROW = "p-"  # p-<hash>: the marker written by POST /api/messages
+CHECK_ROW = "c-"  # c-<due>-<hash>: look at the record then; c-<due>-e<id>: a staged event
+STAGED_EVENT = "e"
+_DUE = "%Y%m%dT%H%M%S%f"  # fixed width, so RowKey order is time order
 
 
 def partition_of(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def shard_of(digest: str) -> str:
+    return digest[0]
+
+
+def check_row(due: datetime, suffix: str) -> str:
+    return f"{CHECK_ROW}{due.astimezone(UTC).strftime(_DUE)}-{suffix}"
 
 
 class _Table:
@@ -53,32 +70,110 @@ class _Table:
 
 
 class TableDeliveryStore(_Table):
-    """DeliveryStore on one table."""
+    """DeliveryStore, EventOutbox and the reconcile index, on one table.
+
+    Records are spread over 16 partitions by the first hex digit of their key's hash. Each
+    partition also holds the index that reconcile reads: a `c-<due>-<hash>` row for each
+    record it should look at after <due> (short of a final status, or with events no sink
+    has confirmed), written in the same entity group transaction as the record, so the
+    two never disagree; and `c-<due>-e<id>` rows for staged events. Reconcile reads due
+    rows with one range query per partition and never scans records.
+    """
 
     def get(self, key: str) -> DeliveryRecord | None:
         from azure.core.exceptions import ResourceNotFoundError
 
+        digest = partition_of(key)
         with storage_errors("read a delivery record"):
             try:
-                entity = self._client().get_entity(partition_of(key), ROW_KEY)
+                entity = self._client().get_entity(shard_of(digest), RECORD_ROW + digest)
             except ResourceNotFoundError:
                 return None
         return _record(entity)
 
     def insert(self, record: DeliveryRecord) -> DeliveryRecord:
-        return _with_etag(record, self._create(_entity(record)))
+        entity = _entity(record)
+        if record.check_after is None:
+            return _with_etag(record, self._create(entity))
+        index = _index_entity(record, record.check_after)
+        results = self._transact([("create", entity), ("create", index)], record.key)
+        return _with_etag(record, results[0])
 
     def insert_pending(self, record: DeliveryRecord) -> None:
-        self._create({**_entity(record), "RowKey": PENDING_ROW_KEY})
+        digest = partition_of(record.key)
+        self._create({**_entity(record), "RowKey": PENDING_ROW + digest})
 
     def lookup(self, key: str) -> DeliveryRecord | None:
-        # One partition query returns the record and the marker together.
-        query = "PartitionKey eq @pk"
+        # One query returns the record and the marker together.
+        digest = partition_of(key)
+        query = "PartitionKey eq @pk and ( RowKey eq @record or RowKey eq @pending )"
+        names = {"pk": shard_of(digest), "record": RECORD_ROW + digest}
         with storage_errors("look up a delivery record"):
-            entities = self._client().query_entities(query, parameters={"pk": partition_of(key)})
+            entities = self._client().query_entities(
+                query, parameters={**names, "pending": PENDING_ROW + digest}
+            )
             by_row = {entity["RowKey"]: entity for entity in entities}
-        found = by_row.get(ROW_KEY) or by_row.get(PENDING_ROW_KEY)
+        found = by_row.get(RECORD_ROW + digest) or by_row.get(PENDING_ROW + digest)
         return _record(found) if found is not None else None
+
+    def update(self, record: DeliveryRecord, was: DeliveryRecord) -> DeliveryRecord:
+        from azure.core import MatchConditions
+        from azure.data.tables import UpdateMode
+
+        operations: list[Any] = [
+            (
+                "update",
+                _entity(record),
+                {
+                    "mode": UpdateMode.REPLACE,
+                    "etag": was.etag,
+                    "match_condition": MatchConditions.IfNotModified,
+                },
+            )
+        ]
+        if was.check_after != record.check_after:
+            if was.check_after is not None:
+                operations.append(("delete", _index_entity(was, was.check_after)))
+            if record.check_after is not None:
+                operations.append(("upsert", _index_entity(record, record.check_after)))
+        if len(operations) == 1:
+            return self._replace(record, was)
+        return _with_etag(record, self._transact(operations, record.key)[0])
+
+    def due(self, now: datetime, limit: int) -> DueWork:
+        """Keys of records and staged events due by `now`, oldest first per partition."""
+        upper = check_row(now, "")
+        found = DueWork()
+        for shard in SHARDS:
+            if len(found) >= limit:
+                break
+            query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+            names = {"pk": shard, "low": CHECK_ROW, "high": upper}
+            with storage_errors("read the reconcile index"):
+                rows = self._client().query_entities(
+                    query, parameters=names, results_per_page=limit - len(found)
+                )
+                page: Any = next(rows.by_page(), [])
+                for row in page:
+                    _collect(found, row)
+        return found
+
+    def stage(self, events: Sequence[OutcomeEvent], due: datetime) -> None:
+        by_shard: dict[str, list[Any]] = {}
+        for event in events:
+            row = _staged_entity(event, due)
+            by_shard.setdefault(row["PartitionKey"], []).append(("upsert", row))
+        for operations in by_shard.values():
+            self._transact(operations, "staged events")
+
+    def unstage(self, events: Sequence[OutcomeEvent], due: datetime) -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        with storage_errors("remove a staged event"):
+            for event in events:
+                row = _staged_entity(event, due)
+                with contextlib.suppress(ResourceNotFoundError):  # reconcile got there first
+                    self._client().delete_entity(row["PartitionKey"], row["RowKey"])
 
     def _create(self, entity: dict[str, Any]) -> Any:
         from azure.core.exceptions import ResourceExistsError
@@ -89,7 +184,7 @@ class TableDeliveryStore(_Table):
             except ResourceExistsError:
                 raise RecordExistsError(entity["Key"]) from None
 
-    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+    def _replace(self, record: DeliveryRecord, was: DeliveryRecord) -> DeliveryRecord:
         from azure.core import MatchConditions
         from azure.core.exceptions import ResourceModifiedError
         from azure.data.tables import UpdateMode
@@ -99,12 +194,26 @@ class TableDeliveryStore(_Table):
                 meta = self._client().update_entity(
                     _entity(record),
                     mode=UpdateMode.REPLACE,
-                    etag=record.etag,
+                    etag=was.etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
             except ResourceModifiedError:
                 raise RecordChangedError(record.key) from None
         return _with_etag(record, meta)
+
+    def _transact(self, operations: list[Any], key: str) -> list[Any]:
+        """One entity group transaction; the first operation's result is the record's."""
+        from azure.data.tables import TableTransactionError
+
+        with storage_errors("write a delivery record"):
+            try:
+                return list(self._client().submit_transaction(operations))
+            except TableTransactionError as exc:
+                if exc.status_code == 409 and operations[0][0] == "create":
+                    raise RecordExistsError(key) from None
+                if exc.status_code in (404, 409, 412):  # changed, or its index row did
+                    raise RecordChangedError(key) from None
+                raise
 
 
 class TableOptOutStore(_Table):
@@ -239,9 +348,10 @@ class TableOptOutStore(_Table):
 
 
 def _entity(record: DeliveryRecord) -> dict[str, Any]:
+    digest = partition_of(record.key)
     entity: dict[str, Any] = {
-        "PartitionKey": partition_of(record.key),
-        "RowKey": ROW_KEY,
+        "PartitionKey": shard_of(digest),
+        "RowKey": RECORD_ROW + digest,
         "Key": record.key,
         "Kind": record.kind,
         "To": record.to,
@@ -253,8 +363,41 @@ def _entity(record: DeliveryRecord) -> dict[str, Any]:
         "ErrorCode": record.error_code,
         "Reason": record.reason,
         "LeaseUntil": record.lease_until,
+        "CheckAfter": record.check_after,
+        "Outbox": _outbox_text(record.outbox),
     }
     return {name: value for name, value in entity.items() if value is not None}
+
+
+def _outbox_text(outbox: tuple[OutcomeEvent, ...]) -> str | None:
+    # A record has a handful of statuses, so its outbox stays far below the 64 KiB a
+    # string property may hold.
+    if not outbox:
+        return None
+    return json.dumps([event.stored() for event in outbox], separators=(",", ":"))
+
+
+def _index_entity(record: DeliveryRecord, due: datetime) -> dict[str, Any]:
+    digest = partition_of(record.key)
+    return {"PartitionKey": shard_of(digest), "RowKey": check_row(due, digest), "Key": record.key}
+
+
+def _staged_entity(event: OutcomeEvent, due: datetime) -> dict[str, Any]:
+    digest = partition_of(event.id)
+    return {
+        "PartitionKey": shard_of(digest),
+        "RowKey": check_row(due, STAGED_EVENT + digest),
+        "Event": json.dumps(event.stored(), separators=(",", ":")),
+        "Due": due,
+    }
+
+
+def _collect(found: DueWork, row: Any) -> None:
+    if "Event" in row:
+        event = OutcomeEvent.from_stored(json.loads(row["Event"]))
+        found.events.append(StagedEvent(event, _datetime(row["Due"])))
+    elif "Key" in row:
+        found.keys.append(row["Key"])
 
 
 def _record(entity: Any) -> DeliveryRecord:
@@ -270,6 +413,10 @@ def _record(entity: Any) -> DeliveryRecord:
         error_code=entity.get("ErrorCode"),
         reason=entity.get("Reason"),
         lease_until=_datetime(entity["LeaseUntil"]) if entity.get("LeaseUntil") else None,
+        outbox=tuple(
+            OutcomeEvent.from_stored(stored) for stored in json.loads(entity.get("Outbox") or "[]")
+        ),
+        check_after=_datetime(entity["CheckAfter"]) if entity.get("CheckAfter") else None,
         etag=entity.metadata["etag"],
     )
 

@@ -97,6 +97,20 @@ class TwilioGateway:
             options.update(schedule_type="fixed", send_at=sms.send_at)
         return self._create(lambda client: client.messages.create(to=sms.to, **options))
 
+    def current_status(self, kind: str, sid: str) -> CreatedResource | None:
+        """GET Messages/{sid}.json or Calls/{sid}.json; None for a SID Twilio does not know."""
+        try:
+            if kind == "call":
+                return self._create(lambda client: client.calls(sid).fetch())
+            return self._create(lambda client: client.messages(sid).fetch())
+        except TwilioRejectedError as exc:
+            if exc.twilio_status == 404:
+                return None
+            raise
+        except TwilioOutcomeUnknownError as exc:
+            # A read changes nothing at Twilio: a lost answer only means ask again later.
+            raise TwilioUnavailableError(str(exc)) from exc
+
     def _create(self, create: Callable[[Client], Any]) -> CreatedResource:
         from requests import RequestException
         from twilio.base.exceptions import TwilioRestException
@@ -107,7 +121,12 @@ class TwilioGateway:
             raise _classify(exc) from exc
         except RequestException as exc:
             raise _transport_error(exc) from exc
-        return CreatedResource(sid=resource.sid, status=str(resource.status))
+        code = str(getattr(resource, "error_code", None) or "")
+        return CreatedResource(
+            sid=resource.sid,
+            status=str(resource.status),
+            error_code=int(code) if code.isascii() and code.isdecimal() else None,
+        )
 
     def _rest_client(self) -> Client:
 

@@ -7,7 +7,7 @@ first, with its meaning.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from telephony.errors import SettingsError
@@ -101,6 +101,26 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="300",
     ),
     SettingSpec(
+        "EVENTS_QUEUE_NAME",
+        "Queue of outcome events (docs/events.md); set it empty to publish no queue events.",
+        default="telephony-events",
+    ),
+    SettingSpec(
+        "EVENT_GRID_TOPIC_ENDPOINT",
+        "Optional Event Grid custom topic endpoint that outcome events are also published to "
+        "(the app's identity needs EventGrid Data Sender on it).",
+    ),
+    SettingSpec(
+        "RECONCILE_SCHEDULE",
+        "NCRONTAB schedule of the reconcile timer (the host reads it as %RECONCILE_SCHEDULE%).",
+        default="0 */5 * * * *",
+    ),
+    SettingSpec(
+        "RECONCILE_AFTER_MINUTES",
+        "Age after which reconcile asks Twilio about a record no callback has settled.",
+        default="30",
+    ),
+    SettingSpec(
         "TWILIO_API_BASE_URL",
         "Local development and tests only: base URL of a Twilio API mock.",
         local_only=True,
@@ -132,6 +152,9 @@ class Settings:
     optouts_table_name: str
     secret_cache_seconds: float
     twilio_api_base_url: str | None
+    events_queue_name: str | None = "telephony-events"  # None: no queue events
+    event_grid_endpoint: str | None = None
+    reconcile_after_minutes: float = 30.0
     # The platform's AZURE_FUNCTIONS_ENVIRONMENT (Core Tools and the development host set
     # Development): only there may callback URLs fall back to the request's Host.
     development: bool = False
@@ -166,6 +189,12 @@ class Settings:
             optouts_table_name=need("OPTOUTS_TABLE_NAME"),
             secret_cache_seconds=_seconds(need("SECRET_CACHE_SECONDS"), "SECRET_CACHE_SECONDS"),
             twilio_api_base_url=_base_url(get("TWILIO_API_BASE_URL"), "TWILIO_API_BASE_URL"),
+            # Present but empty turns queue events off; absent takes the default.
+            events_queue_name=_optional_name(env, "EVENTS_QUEUE_NAME", get),
+            event_grid_endpoint=_https_url(
+                get("EVENT_GRID_TOPIC_ENDPOINT"), "EVENT_GRID_TOPIC_ENDPOINT"
+            ),
+            reconcile_after_minutes=_minutes(need("RECONCILE_AFTER_MINUTES")),
             development=env.get(ENVIRONMENT, "").strip().lower() == "development",
         )
 
@@ -176,6 +205,28 @@ def _base_url(value: str | None, name: str) -> str | None:
     if not value.startswith(("https://", "http://")):
         raise SettingsError(f"{name} must start with https:// or http://")
     return value.rstrip("/")
+
+
+def _optional_name(
+    env: Mapping[str, str], name: str, get: Callable[[str], str | None]
+) -> str | None:
+    """The setting, its default when absent, None when it is set empty (turned off)."""
+    if name in env and not env[name].strip():
+        return None
+    return get(name)
+
+
+def _https_url(value: str | None, name: str) -> str | None:
+    if value is not None and not value.startswith("https://"):
+        raise SettingsError(f"{name} must start with https://")
+    return value
+
+
+def _minutes(value: str) -> float:
+    minutes = _seconds(value, "RECONCILE_AFTER_MINUTES")  # the same rules: a number, >= 0
+    if not 1 <= minutes <= 10_080:  # also refuses nan and inf
+        raise SettingsError("RECONCILE_AFTER_MINUTES must be from 1 to 10080 (a week)")
+    return minutes
 
 
 def _regions(value: str | None) -> frozenset[str]:
@@ -218,7 +269,7 @@ def _seconds(value: str, name: str) -> float:
     try:
         seconds = float(value)
     except ValueError:
-        raise SettingsError(f"{name} must be a number of seconds") from None
+        raise SettingsError(f"{name} must be a number") from None
     if seconds < 0:
         raise SettingsError(f"{name} must not be negative")
     return seconds

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import azure.functions as func
@@ -15,10 +14,7 @@ from telephony.handlers.http import (
     json_response,
     read_json,
 )
-from telephony.phone import mask
-
-if TYPE_CHECKING:
-    from telephony.outbound.records import DeliveryRecord
+from telephony.outbound.records import record_view
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -32,7 +28,8 @@ def send_message(req: func.HttpRequest) -> func.HttpResponse:
     base = base_url(req, container.settings)  # before the command is queued: a 503 queues none
     document = read_json(req)  # bad input is a 400 before any Storage client is built
     record, created = container.outbound.submit(document)
-    body = {**_view(record), "status_url": f"{base}/api/messages/{quote(record.key, safe='')}"}
+    status_url = f"{base}/api/messages/{quote(record.key, safe='')}"
+    body = {**record_view(record), "status_url": status_url}
     return json_response(body, 202 if created else 200)
 
 
@@ -44,19 +41,4 @@ def get_message(req: func.HttpRequest) -> func.HttpResponse:
     record = get_container().outbound.record_of(req.route_params.get("id", ""))
     if record is None:
         return json_error(404, "no message with this id", "id")
-    return json_response(_view(record))
-
-
-def _view(record: DeliveryRecord) -> dict[str, object]:
-    return {
-        "id": record.key,
-        "kind": record.kind,
-        "to": mask(record.to),
-        "status": record.status,
-        "twilio_sid": record.twilio_sid,
-        "error_code": record.error_code,
-        "reason": record.reason,
-        "attempts": record.attempts,
-        "created_at": record.created_at.isoformat(),
-        "updated_at": record.updated_at.isoformat(),
-    }
+    return json_response(record_view(record))

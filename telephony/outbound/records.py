@@ -8,12 +8,17 @@ This module holds the rules; it imports no SDK.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Protocol
+from urllib.parse import quote
 
 from telephony.errors import RecordChangedError
+from telephony.events import DELIVERY_UPDATED
+from telephony.events.model import OutcomeEvent, fact_id, utc_text
+from telephony.events.publisher import OUTBOX_GRACE
+from telephony.phone import mask
 
 # Our own statuses, around Twilio's message and call statuses.
 PENDING = "pending"  # enqueued through POST /api/messages, not yet picked up
@@ -57,6 +62,11 @@ SETTLED = frozenset(s for s, rank in _RANK.items() if rank >= 2)
 NEVER_SENT = frozenset({PENDING, REJECTED})
 # An attempt was made but its outcome was not confirmed (a retry, poison, a lost answer).
 ATTEMPTED = frozenset({RETRYING, POISON, IN_DOUBT})
+# The app's own bookkeeping, not outcomes: no event is published for them.
+INTERNAL = frozenset({PENDING, CLAIMED})
+# How long reconcile keeps asking Twilio about a record that never reaches a final status
+# (some carriers never report delivery, so `sent` can be the last word).
+TRACK_FOR = timedelta(days=3)
 
 
 def is_known_status(status: str) -> bool:
@@ -87,6 +97,10 @@ class DeliveryRecord:
     error_code: int | None = None
     reason: str | None = None
     lease_until: datetime | None = None
+    # Events of this record's changes that no sink has confirmed yet (the outbox).
+    outbox: tuple[OutcomeEvent, ...] = ()
+    # When reconcile should look at the record next; None: it needs no looking after.
+    check_after: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
     def advanced(self, status: str, now: datetime, **changes: object) -> DeliveryRecord:
@@ -140,6 +154,75 @@ class StatusCallback:
         return {**self.fields, "status": self.status, "key": self.key}
 
 
+def record_view(record: DeliveryRecord, *, masked: bool = True) -> dict[str, object]:
+    """The record as GET /api/messages/{id} shows it (masked) and events carry it (full)."""
+    return {
+        "id": record.key,
+        "kind": record.kind,
+        "to": mask(record.to) if masked else record.to,
+        "status": record.status,
+        "twilio_sid": record.twilio_sid,
+        "error_code": record.error_code,
+        "reason": record.reason,
+        "attempts": record.attempts,
+        "created_at": utc_text(record.created_at),
+        "updated_at": utc_text(record.updated_at),
+    }
+
+
+def delivery_event(record: DeliveryRecord, previous: str | None) -> OutcomeEvent:
+    """telephony.delivery.updated for `record` having moved from `previous` (None: new)."""
+    data = {
+        **record_view(record, masked=False),
+        "idempotency_key": record.key,
+        "previous_status": previous,
+    }
+    return OutcomeEvent(
+        id=fact_id(DELIVERY_UPDATED, record.key, record.status, record.attempts),
+        type=DELIVERY_UPDATED,
+        subject=f"messages/{quote(record.key, safe='')}",
+        time=record.updated_at,
+        data=data,
+    )
+
+
+@dataclass(frozen=True)
+class Tracking:
+    """What every record write adds: its event (when `events`), and its next check."""
+
+    events: bool = False
+    after: timedelta = timedelta(minutes=30)  # RECONCILE_AFTER_MINUTES
+
+    def track(
+        self, before: DeliveryRecord | None, after: DeliveryRecord, now: datetime
+    ) -> DeliveryRecord:
+        """`after` as it is written: with the event of its status change in its outbox,
+        and when reconcile should look at it next. An unchanged record stays unchanged."""
+        if before is not None and after == before:
+            return after
+        previous = before.status if before is not None else None
+        if self.events and after.status != previous and after.status not in INTERNAL:
+            after = replace(after, outbox=(*after.outbox, delivery_event(after, previous)))
+        return replace(after, check_after=self.next_check(after, now))
+
+    def next_check(self, record: DeliveryRecord, now: datetime) -> datetime | None:
+        """Soon for unpublished events; else `after` from the send (or from now, once it
+        has passed) while the record is short of a final status, for TRACK_FOR at most."""
+        if record.outbox:
+            return now + OUTBOX_GRACE
+        if record.status in FINAL or now - record.created_at > TRACK_FOR:
+            return None
+        later = record.created_at + self.after
+        return later if later > now else now + self.after
+
+
+def without_events(record: DeliveryRecord, published: Sequence[OutcomeEvent]) -> DeliveryRecord:
+    """`record` with `published` taken out of its outbox (the rest stay for reconcile)."""
+    done = {event.id for event in published}
+    kept = tuple(event for event in record.outbox if event.id not in done)
+    return record if kept == record.outbox else replace(record, outbox=kept)
+
+
 def apply_callback(
     record: DeliveryRecord, status: str, sid: str | None, error_code: int | None, now: datetime
 ) -> DeliveryRecord:
@@ -174,8 +257,9 @@ class DeliveryStore(Protocol):
         """Insert the record; RecordExistsError when one exists."""
         ...
 
-    def update(self, record: DeliveryRecord) -> DeliveryRecord:
-        """Replace the record if its ETag still matches; else RecordChangedError."""
+    def update(self, record: DeliveryRecord, was: DeliveryRecord) -> DeliveryRecord:
+        """Replace `was` (as read, with its ETag) by `record` if it is unchanged since;
+        else RecordChangedError."""
         ...
 
     def insert_pending(self, record: DeliveryRecord) -> None:
@@ -203,7 +287,7 @@ def advance(
         if updated == current:
             return current
         try:
-            return store.update(updated)
+            return store.update(updated, current)
         except RecordChangedError:
             fresh = store.get(record.key)
             if fresh is None:

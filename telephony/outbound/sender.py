@@ -47,13 +47,23 @@ class SenderDefaults:
 
 @dataclass(frozen=True)
 class CreatedResource:
-    """A call or message Twilio accepted."""
+    """A call or message Twilio accepted (or, fetched later, what Twilio says of it now)."""
 
     sid: str
     status: str
+    error_code: int | None = None
 
 
-class Sender(Protocol):
+class StatusSource(Protocol):
+    """What Twilio says now about a message or call it accepted (reconcile asks)."""
+
+    def current_status(self, kind: str, sid: str) -> CreatedResource | None:
+        """The resource's status now; None when Twilio does not know the SID. Raises
+        TwilioUnavailableError (retry later) or TwilioRejectedError."""
+        ...
+
+
+class Sender(StatusSource, Protocol):
     """Sends through Twilio. Raises TwilioRejectedError (for good), TwilioUnavailableError
     (retry later) or TwilioOutcomeUnknownError (it may have been accepted)."""
 

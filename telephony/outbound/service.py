@@ -41,10 +41,11 @@ from telephony.outbound.records import (
     RETRYING,
     DeliveryRecord,
     DeliveryStore,
-    advance,
+    Tracking,
     apply_callback,
 )
 from telephony.outbound.sender import CreatedResource, OutboundSms, Sender, SenderDefaults
+from telephony.outbound.writer import RecordWriter
 from telephony.sms.optouts import OPTED_OUT, OptOutStore, ensure_can_contact
 
 logger = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class OutboundService:
         optouts: OptOutStore,
         enqueue: Callable[[str], object],
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        writer: RecordWriter | None = None,
     ) -> None:
         self._store = store
         self._sender = sender
@@ -88,6 +90,8 @@ class OutboundService:
         self._optouts = optouts
         self._enqueue = enqueue  # puts one message on the outbound queue
         self._clock = clock
+        # Without a writer (unit tests of the send logic): no events, the default tracking.
+        self._writer = writer or RecordWriter(store, Tracking(), None, clock)
 
     def handle(self, text: str, message_id: str, dequeue_count: int) -> SendOutcome:
         """Process one queue message; raises RetryLaterError for the host to retry."""
@@ -144,9 +148,7 @@ class OutboundService:
         if record is None:
             return None
         now = self._clock()
-        return advance(
-            self._store, record, lambda r: apply_callback(r, status, sid, error_code, now)
-        )
+        return self._advance(record, lambda r: apply_callback(r, status, sid, error_code, now))
 
     def _reject(
         self,
@@ -173,7 +175,7 @@ class OutboundService:
             log_event(logger, "outbound_duplicate", key=key, status=existing.status)
             return SendOutcome.DUPLICATE
         if existing is not None:  # never sent (retrying, poison, rejected): it says so now
-            advance(self._store, existing, lambda r: _rejected(r, reason, now))
+            self._advance(existing, lambda r: _rejected(r, reason, now))
         return SendOutcome.REJECTED
 
     def _claim(self, command: OutboundCommand) -> DeliveryRecord | None:
@@ -197,7 +199,8 @@ class OutboundService:
             if not _claimable(existing):
                 return None
             try:
-                return self._store.update(_claimed(existing, now))
+                claim = self._writer.track(existing, _claimed(existing, now))
+                return self._store.update(claim, existing)
             except RecordChangedError:
                 continue
         raise RetryLaterError("the record kept changing while it was being claimed")
@@ -215,10 +218,16 @@ class OutboundService:
         )  # fmt: skip
 
     def _insert_or_none(self, record: DeliveryRecord) -> DeliveryRecord | None:
+        """Insert the record (with its event and next check); None when the key exists."""
         try:
-            return self._store.insert(record)
+            return self._writer.insert(record)
         except RecordExistsError:
             return None
+
+    def _advance(
+        self, record: DeliveryRecord, change: Callable[[DeliveryRecord], DeliveryRecord]
+    ) -> DeliveryRecord:
+        return self._writer.advance(record, change)
 
     def _send(
         self, command: OutboundCommand, record: DeliveryRecord, dequeue_count: int
@@ -268,12 +277,12 @@ class OutboundService:
 
     def _finish(self, record: DeliveryRecord, status: str, **changes: object) -> None:
         now = self._clock()
-        advance(self._store, record, lambda r: _settle(r, status, now, **changes))
+        self._advance(record, lambda r: _settle(r, status, now, **changes))
 
     def _in_doubt(self, record: DeliveryRecord, reason: str) -> DeliveryRecord:
         log_event(logger, "outbound_in_doubt", logging.ERROR, key=record.key, reason=reason)
         now = self._clock()
-        return advance(self._store, record, lambda r: _settle(r, IN_DOUBT, now, reason=reason))
+        return self._advance(record, lambda r: _settle(r, IN_DOUBT, now, reason=reason))
 
     def _retry_or_poison(
         self, record: DeliveryRecord, exc: TwilioUnavailableError, dequeue_count: int
@@ -285,10 +294,8 @@ class OutboundService:
             key=record.key, attempt=dequeue_count, reason=str(exc),
         )  # fmt: skip
         now = self._clock()
-        advance(
-            self._store,
-            record,
-            lambda r: _settle(r, status, now, error_code=exc.code, reason=str(exc)),
+        self._advance(
+            record, lambda r: _settle(r, status, now, error_code=exc.code, reason=str(exc))
         )
 
 

@@ -76,11 +76,11 @@ class RacingStore:
         self.inner = inner
         self.other_worker: Action | None = None  # runs once, inside the next claim
 
-    def update(self, record: DeliveryRecord) -> DeliveryRecord:
+    def update(self, record: DeliveryRecord, was: DeliveryRecord) -> DeliveryRecord:
         if record.status == CLAIMED and self.other_worker is not None:
             other, self.other_worker = self.other_worker, None
             other()
-        return self.inner.update(record)
+        return self.inner.update(record, was)
 
     def __getattr__(self, name: str) -> object:
         return getattr(self.inner, name)
