@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from telephony.adapters.signature import SignatureValidator
     from telephony.adapters.twilio_rest import Credentials
     from telephony.events import EventSink
+    from telephony.events.model import OutcomeEvent
     from telephony.events.publisher import Publisher
     from telephony.flows import FlowBook, FlowProblem
     from telephony.flows.voice import FlowCalls
@@ -208,8 +209,18 @@ class Container:
 
         return Reconciler(
             self.reconcile_index, self.record_writer, self.sender, self.publisher,
-            self.tracking.after, self.clock,
+            self.tracking.after, self.clock, happened=self._event_happened,
         )  # fmt: skip
+
+    def _event_happened(self, event: OutcomeEvent) -> bool:
+        """Whether the change a staged event announced was made (reconcile asks)."""
+        from telephony.events import OPTOUT_CHANGED
+
+        if event.type != OPTOUT_CHANGED:
+            return True  # staged after the fact: published or refused, it happened
+        from telephony.sms.optouts import consent_of
+
+        return self.optouts.was_applied(consent_of(event))
 
     @part
     def calls(self) -> CallPlacer:
@@ -225,7 +236,9 @@ class Container:
         """Carries out inbound SMS decisions: opt-outs, and forwards through the queue."""
         from telephony.sms.routing import SmsResponder
 
-        return SmsResponder(lambda: self.optouts, self.submit_command, self.clock)
+        return SmsResponder(
+            lambda: self.optouts, self.submit_command, self.clock, publisher=self.publisher
+        )
 
     @part
     def flow_calls(self) -> FlowCalls:

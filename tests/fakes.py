@@ -181,6 +181,17 @@ class MemoryOptOutStore:
             self.round_trips += 1
             return consent_number(number) in self.optouts
 
+    def was_applied(self, event: ConsentEvent) -> bool:
+        if event.message_sid is None:
+            return self.is_opted_out(event.number) == event.opted_out
+        with self._lock:
+            self.round_trips += 1
+            return (
+                consent_number(event.number),
+                event.message_sid,
+                event.opted_out,
+            ) in self.applied
+
     # Unordered writes, as the store had before consent was ordered: for tests that set a
     # number's state directly (a STOP or START arriving mid-send), not through apply.
 

@@ -258,6 +258,20 @@ class TableOptOutStore(_Table):
                 return False
         return True
 
+    def was_applied(self, event: OptOut) -> bool:
+        """One point read: the message's row, else (no MessageSid) the state now."""
+        from azure.core.exceptions import ResourceNotFoundError
+
+        message_row = self._message_row_key(event)
+        if message_row is None:
+            return self.is_opted_out(event.number) == event.opted_out
+        with storage_errors("read consent"):
+            try:
+                self._client().get_entity(optout_key(event.number), message_row, select=["RowKey"])
+            except ResourceNotFoundError:
+                return False
+        return True
+
     def _message_row_key(self, event: OptOut) -> str | None:
         """`message-<MessageSid>-out` (or `-in`): a replay repeats the SID and the kind."""
         sid = event.message_sid

@@ -33,6 +33,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 from telephony.errors import RecipientOptedOutError
+from telephony.events import OPTOUT_CHANGED
+from telephony.events.model import OutcomeEvent, fact_id, utc_text
 
 OPTED_OUT = "opted_out"  # the reason recorded on a send refused for an opted-out number
 
@@ -107,6 +109,10 @@ class OptOutStore(Protocol):
         """True when `number`, on any channel, has opted out (one round trip)."""
         ...
 
+    def was_applied(self, event: ConsentEvent) -> bool:
+        """Whether `event` was kept (reconcile asks before it publishes its event)."""
+        ...
+
 
 class MessageClock(Protocol):
     """When Twilio created a message: the time that orders consent events."""
@@ -115,6 +121,41 @@ class MessageClock(Protocol):
         """Twilio's `date_created` of the message (timezone-aware), or None when Twilio
         does not know the SID. Raises an UnavailableError when Twilio cannot be asked."""
         ...
+
+
+def consent_changed_event(event: ConsentEvent, source: str) -> OutcomeEvent:
+    """telephony.optout.changed: `event` was kept; `source` says who found the keyword."""
+    number = consent_number(event.number)
+    state = "opted_out" if event.opted_out else "opted_in"
+    return OutcomeEvent(
+        id=fact_id(OPTOUT_CHANGED, number, event.message_sid or utc_text(event.at), state),
+        type=OPTOUT_CHANGED,
+        subject=f"numbers/{number}",
+        time=event.at,
+        data={
+            "number": number,
+            "address": event.number,
+            "state": state,
+            "keyword": event.keyword,
+            "source": source,
+            "message_sid": event.message_sid,
+            "at": utc_text(event.at),
+            "time_source": event.time_source,
+        },
+    )
+
+
+def consent_of(event: OutcomeEvent) -> ConsentEvent:
+    """The consent event a telephony.optout.changed event announces."""
+    data = event.data
+    return ConsentEvent(
+        number=str(data["address"]),
+        keyword=str(data["keyword"]),
+        at=datetime.fromisoformat(str(data["at"])),
+        message_sid=data.get("message_sid"),
+        opted_out=data["state"] == "opted_out",
+        time_source="twilio" if data.get("time_source") == "twilio" else "received",
+    )
 
 
 def consent_number(address: str) -> str:

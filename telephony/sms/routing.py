@@ -15,14 +15,23 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from telephony.errors import CommandRejectedError, RecipientOptedOutError
+from telephony.events import SMS_RECEIVED
+from telephony.events.model import OutcomeEvent, fact_id, utc_text
+from telephony.events.publisher import Publisher
 from telephony.logs import log_event
 from telephony.sms.keywords import KeywordKind, keyword_of
-from telephony.sms.optouts import ConsentEvent, MessageClock, OptOutStore, TimeSource
+from telephony.sms.optouts import (
+    ConsentEvent,
+    MessageClock,
+    OptOutStore,
+    TimeSource,
+    consent_changed_event,
+)
 
 if TYPE_CHECKING:
     # Only for types: the rules module (and its validation) loads with SMS_RULES_FILE.
@@ -43,6 +52,13 @@ OPT_OUT_TYPES: dict[str, KeywordKind] = {"STOP": "opt_out", "START": "opt_in", "
 _KIND_PRECEDENCE: tuple[KeywordKind, ...] = ("opt_out", "opt_in", "help")
 
 SmsOutcome = Literal["opt_out", "opt_in", "help", "rule", "default", "auto_reply", "no_match"]
+# Who found the keyword: the app in the text, or Twilio's Advanced Opt-Out (OptOutType).
+KeywordSource = Literal["keyword", "opt_out_type"]
+MAX_MEDIA = 10  # Twilio delivers at most 10 media per message; NumMedia is not trusted
+MAX_KEYWORD_CHARS = 64
+# Twilio joins a long SMS into one body of up to 1,600 characters; the webhook's own
+# 64 KB cap bounds the rest, and an event's queue message must stay under 64 KiB.
+MAX_EVENT_BODY_CHARS = 10_000
 # Puts one outbound command (a dict of the queue contract) on the queue, at most once per key.
 Forwarder = Callable[[dict[str, object]], object]
 
@@ -67,34 +83,37 @@ class InboundSms:
     to: str
     body: str
     opt_out_type: str | None = None  # Twilio's OptOutType: STOP, START or HELP
+    media_urls: tuple[str, ...] = ()
 
     @classmethod
     def from_params(cls, params: WebhookFields) -> InboundSms:
         """The message in a webhook's form parameters; missing fields are empty."""
+        media = (params.get(f"MediaUrl{n}") for n in range(MAX_MEDIA))
         return cls(
             sid=params.get("MessageSid") or params.get("SmsSid") or None,
             from_=params.get("From") or "",
             to=params.get("To") or "",
             body=params.get("Body") or "",
             opt_out_type=(params.get("OptOutType") or "").strip().upper() or None,
+            media_urls=tuple(url for url in media if url),
         )
 
-    def keyword(self) -> tuple[KeywordKind, str] | None:
+    def keyword(self) -> tuple[KeywordKind, str, KeywordSource] | None:
         """The keyword the message is, by its text or by Twilio's OptOutType.
 
-        A kind that only OptOutType gives is named after it (`OptOutType:STOP`): Twilio
-        matched a keyword of its own, such as one added under Advanced Opt-Out.
+        When Twilio's OptOutType gives a kind the text does not, Twilio matched a keyword
+        of its own (a custom or translated one under Advanced Opt-Out, such as ARRET): the
+        word recorded is the message's own text. When the two disagree, opting out wins.
         """
-        found = [keyword_of(self.body)]
+        found: list[tuple[KeywordKind, str, KeywordSource]] = []
+        if (by_text := keyword_of(self.body)) is not None:
+            found.append((by_text[0], by_text[1], "keyword"))
         kind = OPT_OUT_TYPES.get(self.opt_out_type or "")
         if kind is not None:
-            found.append((kind, f"OptOutType:{self.opt_out_type}"))
+            word = self.body.strip().upper()[:MAX_KEYWORD_CHARS] or str(self.opt_out_type)
+            found.append((kind, word, "opt_out_type"))
         # min keeps the first of equals: the text's own word when both give one kind.
-        return min(
-            (keyword for keyword in found if keyword is not None),
-            key=lambda keyword: _KIND_PRECEDENCE.index(keyword[0]),
-            default=None,
-        )
+        return min(found, key=lambda keyword: _KIND_PRECEDENCE.index(keyword[0]), default=None)
 
     def opts_out(self) -> bool:
         """Whether the message is an opt-out keyword, which no rule can change."""
@@ -115,13 +134,16 @@ class SmsDecision:
     forward: tuple[str, ...] = ()
     keyword: str | None = None
     rule: str | None = None
+    keyword_source: KeywordSource = "keyword"
 
 
 def decide(message: InboundSms, rules: SmsRules | None, auto_reply: str | None) -> SmsDecision:
     """Keywords, then the first matching rule, then the default; no rules: `auto_reply`."""
     keyword = message.keyword()
     if keyword is not None:
-        return _keyword_decision(keyword[0], keyword[1], message, rules)
+        return replace(
+            _keyword_decision(keyword[0], keyword[1], message, rules), keyword_source=keyword[2]
+        )
     if rules is None:
         return SmsDecision("auto_reply", reply=auto_reply)
     rule = rules.match(message.body)
@@ -148,6 +170,32 @@ def _action_decision(
 ) -> SmsDecision:
     reply = fill_template(action.reply, message.placeholders()) if action.reply else None
     return SmsDecision(outcome, reply=reply, forward=action.forward, rule=rule)
+
+
+def received_event(
+    message: InboundSms, decision: SmsDecision, replied: bool, at: datetime
+) -> OutcomeEvent:
+    """telephony.sms.received: `message` was answered as `decision` says."""
+    # Without a MessageSid (never from Twilio) the fact is named by what it says.
+    name = message.sid or fact_id(message.from_, message.to, message.body, utc_text(at))
+    return OutcomeEvent(
+        id=fact_id(SMS_RECEIVED, name),
+        type=SMS_RECEIVED,
+        subject=f"sms/{message.sid or 'unknown'}",
+        time=at,
+        data={
+            "message_sid": message.sid,
+            "from": message.from_,
+            "to": message.to,
+            "body": message.body[:MAX_EVENT_BODY_CHARS],
+            "media_urls": list(message.media_urls),
+            "outcome": decision.outcome,
+            "rule": decision.rule,
+            "keyword": decision.keyword,
+            "replied": replied,
+            "forwards": len(decision.forward),
+        },
+    )
 
 
 def forward_text(message: InboundSms) -> str:
@@ -177,11 +225,13 @@ class SmsResponder:
         forward: Forwarder,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         message_clock: MessageClock | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self._optouts = optouts
         self._forward = forward
         self._clock = clock
         self._message_clock = message_clock
+        self._publisher = publisher
 
     def respond(self, message: InboundSms, decision: SmsDecision) -> str | None:
         """Record the opt-out or opt-in, queue the forwards; the reply text (or None).
@@ -198,6 +248,9 @@ class SmsResponder:
                 reply = None
         for position, number in enumerate(decision.forward, start=1):
             self._forward_one(message, number, position)
+        if self._publisher is not None:
+            event = received_event(message, decision, reply is not None, self._clock())
+            self._publisher.publish_or_stage([event])
         return reply
 
     def _record_consent(self, message: InboundSms, decision: SmsDecision) -> bool:
@@ -205,12 +258,24 @@ class SmsResponder:
         at, source = self._event_time(message, opted_out)
         keyword = decision.keyword or ""
         event = ConsentEvent(message.from_, keyword, at, message.sid, opted_out, source)
-        kept = self._optouts().apply(event)
+        kept = self._apply(event, decision.keyword_source)
         name = ("sms_opted_out" if opted_out else "sms_opted_in") if kept else "sms_consent_ignored"
         log_event(
             logger, name, logging.INFO if kept else logging.WARNING, From=message.from_,
             keyword=decision.keyword, MessageSid=message.sid, time_source=source,
         )  # fmt: skip
+        return kept
+
+    def _apply(self, event: ConsentEvent, source: str) -> bool:
+        """Keep the consent event; its outcome event is staged before and published after,
+        so a crash in between leaves it for reconcile (which asks the store whether the
+        consent was kept) instead of losing it."""
+        if self._publisher is None:
+            return self._optouts().apply(event)
+        announced = [consent_changed_event(event, source)]
+        due = self._publisher.stage(announced)
+        kept = self._optouts().apply(event)
+        self._publisher.release(announced, due, happened=kept)
         return kept
 
     def _event_time(self, message: InboundSms, opted_out: bool) -> tuple[datetime, TimeSource]:

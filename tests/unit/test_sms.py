@@ -416,13 +416,16 @@ def test_opt_out_type_is_read_from_the_webhook() -> None:
 def test_opt_out_type_stop_opts_out_whatever_the_text() -> None:
     message = typed("Parar", "STOP")
     assert message.opts_out()  # sms_url then skips the rules, as for STOP
-    assert decide(message, RULES, "auto") == SmsDecision("opt_out", keyword="OptOutType:STOP")
-    assert decide(typed("stop", "STOP"), RULES, None).keyword == "STOP"
+    assert decide(message, RULES, "auto") == SmsDecision(
+        "opt_out", keyword="PARAR", keyword_source="opt_out_type"
+    )  # Twilio matched a word of its own: the word itself is what is recorded
+    by_both = decide(typed("stop", "STOP"), RULES, None)
+    assert (by_both.keyword, by_both.keyword_source) == ("STOP", "keyword")
 
 
 def test_opt_out_type_start_and_help_answer_as_the_keywords_do() -> None:
     assert decide(typed("Empezar", "START"), RULES, None) == SmsDecision(
-        "opt_in", reply="Welcome back", keyword="OptOutType:START"
+        "opt_in", reply="Welcome back", keyword="EMPEZAR", keyword_source="opt_out_type"
     )
     assert decide(typed("Ayuda", "HELP"), RULES, None).outcome == "help"
 
