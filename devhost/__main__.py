@@ -13,6 +13,7 @@ import asyncio
 import logging
 import os
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from devhost.config import (
@@ -27,6 +28,7 @@ from devhost.metadata import (
     HttpFunction,
     MetadataError,
     QueueFunction,
+    TimerFunction,
     UnsupportedFunction,
     import_app,
     read_functions,
@@ -41,8 +43,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m devhost",
         description="Development host for an Azure Functions Python app (v2 programming "
-        "model): HTTP triggers and Storage queue triggers, like `func start`. "
+        "model): HTTP triggers, Storage queue triggers and timer triggers, like `func start`. "
         "Not for production.",
+        epilog='POST /admin/functions/{name} with {"input": ""} runs a timer or queue '
+        "function now (202), as the host's admin API does; from loopback clients only.",
     )
     parser.add_argument(
         "--app", default="function_app:app", help="module:attribute (default function_app:app)"
@@ -91,7 +95,12 @@ def _configure_logging(level: str) -> None:
 
 
 def _print_functions(
-    host: str, port: int, config: HostConfig, http: list[HttpFunction], queues: list[QueueFunction]
+    host: str,
+    port: int,
+    config: HostConfig,
+    http: list[HttpFunction],
+    queues: list[QueueFunction],
+    timers: list[TimerFunction],
 ) -> None:
     base = f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
     lines = ["", "Functions:", ""]
@@ -101,6 +110,9 @@ def _print_functions(
         lines.append(f"        {function.name}: [{methods}] {base}/{path}")
     for queue in queues:
         lines.append(f"        {queue.name}: queue {queue.queue_name}")
+    for timer in timers:
+        upcoming = timer.schedule.next_after(datetime.now()).isoformat(sep=" ", timespec="seconds")
+        lines.append(f"        {timer.name}: timer {timer.schedule} (next {upcoming})")
     lines += ["", f"Development host listening on {base} (Ctrl+C to stop)", ""]
     print("\n".join(lines), flush=True)
 
@@ -130,8 +142,17 @@ def main(argv: list[str] | None = None) -> int:
         )
     http = [f for f in functions if isinstance(f, HttpFunction)]
     queues = [f for f in functions if isinstance(f, QueueFunction)]
-    for skipped in (f for f in functions if isinstance(f, UnsupportedFunction)):
-        logger.warning("%s: not served here (%s); use `func start`", skipped.name, skipped.reason)
+    timers = [f for f in functions if isinstance(f, TimerFunction)]
+    unsupported = [f for f in functions if isinstance(f, UnsupportedFunction)]
+    for skipped in unsupported:
+        if skipped.in_error:
+            logger.error(
+                "function %r is in error and will not run: %s", skipped.name, skipped.reason
+            )
+        else:
+            logger.warning(
+                "%s: not served here (%s); use `func start`", skipped.name, skipped.reason
+            )
     if http:
         logger.info(
             "Function keys are not enforced locally (as with Core Tools): every auth level "
@@ -152,8 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                 queues,
                 sock=sock,
                 environ=os.environ,
-                on_started=lambda: _print_functions(args.host, bound, config, http, queues),
+                on_started=lambda: _print_functions(args.host, bound, config, http, queues, timers),
                 message_lease=args.message_lease,
+                timer_functions=timers,
+                unsupported=unsupported,
             )
         )
     except MetadataError as exc:

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from devhost.admin import AdminApi
 from devhost.invoke import Invoker
 from devhost.metadata import HttpFunction
 
@@ -114,10 +115,17 @@ def _parameter(spec: str) -> tuple[str, str, int]:
 class HttpApp:
     """The ASGI application: one route table, a 404 for unknown paths, 405 for wrong methods."""
 
-    def __init__(self, functions: Sequence[HttpFunction], prefix: str, invoker: Invoker) -> None:
+    def __init__(
+        self,
+        functions: Sequence[HttpFunction],
+        prefix: str,
+        invoker: Invoker,
+        admin: AdminApi | None = None,
+    ) -> None:
         routes = [compile_route(function, prefix) for function in functions]
         self.routes = sorted(routes, key=lambda route: route.precedence)
         self.invoker = invoker
+        self.admin = admin
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":  # lifespan is off; websockets are not Functions triggers
@@ -127,6 +135,8 @@ class HttpApp:
         await response(scope, receive, send)
 
     async def dispatch(self, request: Request) -> Response:
+        if self.admin is not None and self.admin.claims(request):
+            return await self.admin.handle(request)
         path = request.scope["path"]
         allowed: set[str] = set()
         for route in self.routes:

@@ -16,6 +16,9 @@ from devhost.metadata import Handler
 
 logger = logging.getLogger("devhost")
 
+# The host's reason for an invocation through its admin API.
+PROGRAMMATIC_REASON = "This function was programmatically called via the host APIs."
+
 
 def _pool_size() -> int | None:
     # The Python worker reads the same setting; unset, ThreadPoolExecutor's default
@@ -32,11 +35,25 @@ class Invoker:
             max_workers=max_workers or _pool_size(), thread_name_prefix="function"
         )
 
-    async def __call__(self, name: str, handler: Handler, arguments: dict[str, Any]) -> Any:
-        """Call `handler(**arguments)` and log the outcome like the host's "Executed" line."""
+    async def __call__(
+        self,
+        name: str,
+        handler: Handler,
+        arguments: dict[str, Any],
+        reason: str | None = None,
+    ) -> Any:
+        """Call `handler(**arguments)` and log the outcome like the host's "Executed" line.
+
+        `reason`: why it runs, when the host's own log line says so (timers, the admin API).
+        """
         invocation_id = str(uuid.uuid4())
         started = time.perf_counter()
-        logger.info("Executing 'Functions.%s' (Id=%s)", name, invocation_id)
+        if reason:
+            logger.info(
+                "Executing 'Functions.%s' (Reason='%s', Id=%s)", name, reason, invocation_id
+            )
+        else:
+            logger.info("Executing 'Functions.%s' (Id=%s)", name, invocation_id)
         try:
             if inspect.iscoroutinefunction(handler):
                 result = await handler(**arguments)

@@ -2,7 +2,7 @@
 
 The Python worker indexes an app by calling ``app.get_functions()`` and sends each
 function's ``get_function_json()`` to the host; this module reads the same JSON, so routes,
-methods, auth levels and queue names mean here what they mean in Azure.
+methods, auth levels, queue names and timer schedules mean here what they mean in Azure.
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import azure.functions as func
+
+from devhost.schedule import Schedule, ScheduleError, parse_schedule
 
 HTTP_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "TRACE")
 DEFAULT_CONNECTION = "AzureWebJobsStorage"
@@ -55,14 +57,28 @@ class QueueFunction:
 
 
 @dataclass(frozen=True)
+class TimerFunction:
+    """A timer-triggered function; `schedule` is parsed from the resolved expression."""
+
+    name: str
+    schedule: Schedule
+    run_on_startup: bool
+    use_monitor: bool
+    binding_name: str
+    handler: Handler
+
+
+@dataclass(frozen=True)
 class UnsupportedFunction:
-    """A function this host cannot run, and why (Core Tools can)."""
+    """A function this host cannot run, and why (Core Tools can); or, `in_error`, one that
+    no host can run as configured (a missing app setting, a bad schedule)."""
 
     name: str
     reason: str
+    in_error: bool = False
 
 
-Function = HttpFunction | QueueFunction | UnsupportedFunction
+Function = HttpFunction | QueueFunction | TimerFunction | UnsupportedFunction
 
 
 def import_app(spec: str) -> func.FunctionApp:
@@ -86,7 +102,10 @@ def resolve_setting_expressions(value: str, environ: Mapping[str, str]) -> str:
     def setting(match: re.Match[str]) -> str:
         name = match[1]
         if name not in environ:
-            raise MetadataError(f"app setting {name!r} (used as %{name}%) is not set")
+            raise MetadataError(
+                f"app setting {name!r} (used as %{name}%) is not set in the environment "
+                "or in local.settings.json Values"
+            )
         return environ[name]
 
     return _SETTING_EXPRESSION.sub(setting, value)
@@ -103,7 +122,11 @@ def read_functions(app: func.FunctionApp, environ: Mapping[str, str]) -> list[Fu
         handler = function.get_user_function()
         name = function.get_function_name() or handler.__name__
         bindings = json.loads(function.get_function_json())["bindings"]
-        functions.append(_describe(name, bindings, handler, environ))
+        try:
+            functions.append(_describe(name, bindings, handler, environ))
+        except MetadataError as exc:
+            # As the Functions host does: this function is in error, the others still run.
+            functions.append(UnsupportedFunction(name, str(exc), in_error=True))
     return functions
 
 
@@ -145,7 +168,28 @@ def _describe(
             binding_name=trigger["name"],
             handler=handler,
         )
+    if kind == "timerTrigger":
+        return _timer(name, trigger, handler, environ)
     return UnsupportedFunction(name, f"trigger type {kind} is not supported")
+
+
+def _timer(
+    name: str, trigger: dict[str, Any], handler: Handler, environ: Mapping[str, str]
+) -> TimerFunction:
+    expression = resolve_setting_expressions(str(trigger.get("schedule") or ""), environ)
+    try:
+        schedule = parse_schedule(expression)
+    except ScheduleError as exc:
+        raise MetadataError(f"timer schedule {exc}") from None
+    return TimerFunction(
+        name=name,
+        schedule=schedule,
+        # The decorators leave out what was not given; these are the host's defaults.
+        run_on_startup=bool(trigger.get("runOnStartup", False)),
+        use_monitor=bool(trigger.get("useMonitor", True)),
+        binding_name=trigger["name"],
+        handler=handler,
+    )
 
 
 def _unsupplied_parameters(handler: Handler, binding_name: str) -> str:

@@ -27,6 +27,7 @@ import binascii
 import contextlib
 import logging
 import random
+import uuid
 from collections.abc import Mapping
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -35,7 +36,7 @@ from azure.storage.queue import LinearRetry, QueueClient, QueueServiceClient
 from azure.storage.queue import QueueMessage as StoredMessage
 
 from devhost.config import MIN_POLLING_INTERVAL, QueueOptions
-from devhost.invoke import Invoker
+from devhost.invoke import PROGRAMMATIC_REASON, Invoker
 from devhost.metadata import MetadataError, QueueFunction
 
 logger = logging.getLogger("devhost")
@@ -132,6 +133,24 @@ class QueueListener:
             delay = min(delay * 2, self.options.max_polling_interval)
         if self._in_flight:
             await asyncio.gather(*self._in_flight, return_exceptions=True)
+
+    async def run_now(self, text: str) -> None:
+        """Run the function once on `text`, as the admin API asks: no Storage message.
+
+        As in the host, `text` is the message body as it is (messageEncoding does not
+        apply), and a failure is only logged: there is no message to retry or poison.
+        """
+        function = self.function
+        message = TriggerMessage(  # type: ignore[no-untyped-call]
+            id=str(uuid.uuid4()), body=text.encode("utf-8"), dequeue_count=1
+        )
+        with contextlib.suppress(Exception):  # the invoker logged it
+            await self.invoker(
+                function.name,
+                function.handler,
+                {function.binding_name: message},
+                PROGRAMMATIC_REASON,
+            )
 
     async def _wait(self, tasks: set[asyncio.Task[None]], timeout: float | None = None) -> None:
         """Until one of `tasks` ends, `timeout` passes, or the host is stopping."""

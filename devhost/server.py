@@ -1,4 +1,4 @@
-"""Run HTTP and queue triggers on one event loop, and stop them cleanly on SIGINT/SIGTERM."""
+"""Run HTTP, queue and timer triggers on one event loop; stop them cleanly on SIGINT/SIGTERM."""
 
 from __future__ import annotations
 
@@ -12,11 +12,13 @@ from collections.abc import Callable, Generator, Mapping, Sequence
 
 import uvicorn
 
+from devhost.admin import AdminApi, Runner
 from devhost.config import HostConfig
 from devhost.http import HttpApp
 from devhost.invoke import Invoker
-from devhost.metadata import HttpFunction, QueueFunction
+from devhost.metadata import HttpFunction, QueueFunction, TimerFunction, UnsupportedFunction
 from devhost.queues import MESSAGE_LEASE_SECONDS, QueueListener, service_client
+from devhost.timers import TimerListener
 
 logger = logging.getLogger("devhost")
 
@@ -43,6 +45,29 @@ def listen(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), family=family)
 
 
+def _admin_api(
+    http_functions: Sequence[HttpFunction],
+    queues: Sequence[QueueListener],
+    timers: Sequence[TimerListener],
+    unsupported: Sequence[UnsupportedFunction],
+) -> AdminApi:
+    runners: dict[str, Runner] = {q.function.name: q.run_now for q in queues}
+    # A timer's input is not used: it runs as if its timer fired.
+    runners.update({t.function.name: _ignoring_input(t) for t in timers})
+    refusals = {f.name: f"{f.name} is HTTP-triggered: call its route" for f in http_functions}
+    refusals.update(
+        {f.name: f"{f.name} is not run by the development host ({f.reason})" for f in unsupported}
+    )
+    return AdminApi(runners, refusals)
+
+
+def _ignoring_input(timer: TimerListener) -> Runner:
+    async def run(_input: str) -> None:
+        await timer.run_now()
+
+    return run
+
+
 async def serve(
     config: HostConfig,
     http_functions: Sequence[HttpFunction],
@@ -52,11 +77,14 @@ async def serve(
     environ: Mapping[str, str],
     on_started: Callable[[], None],
     message_lease: float = MESSAGE_LEASE_SECONDS,
+    timer_functions: Sequence[TimerFunction] = (),
+    unsupported: Sequence[UnsupportedFunction] = (),
 ) -> None:
     """Serve until SIGINT or SIGTERM; then stop polling, finish in-flight work and return.
 
     `message_lease`: seconds a received queue message stays invisible to other consumers,
-    renewed while its function runs.
+    renewed while its function runs. `unsupported`: functions not run here, for the admin
+    API's answer about them.
 
     A second signal exits at once, like Core Tools, even if functions are still running.
     """
@@ -74,9 +102,11 @@ async def serve(
         )
         for q in queue_functions
     ]
+    timers = [TimerListener(t, invoker, stopping) for t in timer_functions]
+    admin = _admin_api(http_functions, listeners, timers, unsupported)
     server = _Server(
         uvicorn.Config(
-            HttpApp(http_functions, config.route_prefix, invoker),
+            HttpApp(http_functions, config.route_prefix, invoker, admin),
             lifespan="off",
             access_log=False,
             log_config=None,
@@ -105,7 +135,12 @@ async def serve(
                 raise RuntimeError("the HTTP server stopped during startup")
             await asyncio.sleep(0.01)
         on_started()
-        await asyncio.gather(http_task, *(listener.run() for listener in listeners))
+        await asyncio.gather(
+            http_task,
+            *(listener.run() for listener in listeners),
+            *(timer.run() for timer in timers),
+        )
+        await admin.drain()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
