@@ -63,6 +63,9 @@ param smsRulesFile string = ''
 @description('Seconds a Key Vault secret is reused before it is read again; empty: the default in the code.')
 param secretCacheSeconds string = ''
 
+@description('Also publish outcome events to an Event Grid custom topic, created here (CloudEvents 1.0, Entra ID only).')
+param eventGridEnabled bool = false
+
 @description('Instance memory of the Flex Consumption plan.')
 @allowed([512, 2048, 4096])
 param instanceMemoryMB int = 2048
@@ -91,6 +94,9 @@ var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunct
 var outboundQueueName = 'outbound-messages'
 var deliveriesTableName = 'deliveries'
 var optoutsTableName = 'optouts'
+var eventsQueueName = 'telephony-events'
+// evgt: the Cloud Adoption Framework's abbreviation for an Event Grid topic.
+var eventGridTopicName = 'evgt-${resourceToken}'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
@@ -117,6 +123,7 @@ module storage 'app/storage.bicep' = {
     tags: tags
     deploymentContainerName: 'app-package'
     outboundQueueName: outboundQueueName
+    eventsQueueName: eventsQueueName
     deliveriesTableName: deliveriesTableName
     optoutsTableName: optoutsTableName
   }
@@ -132,6 +139,16 @@ module keyVault 'app/keyvault.bicep' = {
     twilioAuthToken: twilioAuthToken
     twilioAuthTokenSecondary: twilioAuthTokenSecondary
     twilioApiKeySecret: twilioApiKeySecret
+  }
+}
+
+module events 'app/events.bicep' = if (eventGridEnabled) {
+  name: 'events'
+  scope: rg
+  params: {
+    name: eventGridTopicName
+    location: location
+    tags: tags
   }
 }
 
@@ -156,10 +173,15 @@ module rbac 'app/rbac.bicep' = {
     // outputs makes the assignments wait until the queues and tables exist.
     outboundQueueName: storage.outputs.outboundQueueName
     poisonQueueName: storage.outputs.poisonQueueName
+    eventsQueueName: storage.outputs.eventsQueueName
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
+    // Likewise the topic's role waits for the topic. With no topic the name is still a real
+    // one, so the skipped assignment's scope is a well-formed topic ID all the same.
+    eventGridEnabled: eventGridEnabled
+    eventGridTopicName: eventGridEnabled ? events.outputs.name : eventGridTopicName
   }
 }
 
@@ -183,6 +205,8 @@ module api 'app/api.bicep' = {
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
     keyVaultUri: keyVault.outputs.uri
     outboundQueueName: storage.outputs.outboundQueueName
+    eventsQueueName: storage.outputs.eventsQueueName
+    eventGridTopicEndpoint: eventGridEnabled ? events.outputs.endpoint : ''
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
     twilioAccountSid: twilioAccountSid
@@ -210,6 +234,9 @@ output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output AZURE_STORAGE_QUEUE_ENDPOINT string = storage.outputs.queueEndpoint
 output OUTBOUND_QUEUE_NAME string = storage.outputs.outboundQueueName
+output EVENTS_QUEUE_NAME string = storage.outputs.eventsQueueName
+// Empty when eventGridEnabled is false.
+output EVENT_GRID_TOPIC_ENDPOINT string = eventGridEnabled ? events.outputs.endpoint : ''
 output PUBLIC_BASE_URL string = api.outputs.baseUrl
 output VOICE_WEBHOOK_URL string = '${api.outputs.baseUrl}/api/voice_url'
 output SMS_WEBHOOK_URL string = '${api.outputs.baseUrl}/api/sms_url'

@@ -28,6 +28,9 @@ param httpPerInstanceConcurrency int = 16
 // Non-secret settings of the app. Secrets are not here: the code reads them from Key Vault.
 param keyVaultUri string
 param outboundQueueName string
+param eventsQueueName string
+// Empty: no Event Grid topic (main.bicep's eventGridEnabled is false).
+param eventGridTopicEndpoint string = ''
 param deliveriesTableName string
 param optoutsTableName string
 param twilioAccountSid string
@@ -44,6 +47,10 @@ param callFlowsFile string = ''
 param voiceFlow string = ''
 param smsRulesFile string = ''
 param secretCacheSeconds string = ''
+// Never empty: the Functions host reads the schedule too (%RECONCILE_SCHEDULE% in the timer).
+@minLength(1)
+param reconcileSchedule string = '0 */5 * * * *'
+param reconcileAfterMinutes string = '30'
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -155,6 +162,10 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     VOICE_FLOW: voiceFlow
     SMS_RULES_FILE: smsRulesFile
     SECRET_CACHE_SECONDS: secretCacheSeconds
+    EVENTS_QUEUE_NAME: eventsQueueName
+    EVENT_GRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
+    RECONCILE_SCHEDULE: reconcileSchedule
+    RECONCILE_AFTER_MINUTES: reconcileAfterMinutes
   }
 }
 

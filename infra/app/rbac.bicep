@@ -16,10 +16,14 @@ param principalId string
 param storageAccountName string
 param outboundQueueName string
 param poisonQueueName string
+param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
 param keyVaultName string
 param applicationInsightsName string
+// The Event Grid topic of outcome events, when there is one (eventGridEnabled in main.bicep).
+param eventGridEnabled bool
+param eventGridTopicName string
 
 // Built-in role definition IDs (the same in every tenant). Why each is needed, and on what,
 // is said at its assignment below. (Checkov's Bicep parser rejects more than four comment
@@ -37,6 +41,8 @@ var roles = {
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
   // Send telemetry to Application Insights, which has local (key) auth off.
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  // Publish events to an Event Grid topic; no management of the topic or its subscriptions.
+  eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -56,6 +62,11 @@ resource outboundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2
 resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
   parent: queueService
   name: poisonQueueName
+}
+
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+  parent: queueService
+  name: eventsQueueName
 }
 
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
@@ -79,6 +90,10 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
 
 resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
+}
+
+resource eventGridTopic 'Microsoft.EventGrid/topics@2025-02-15' existing = {
+  name: eventGridTopicName
 }
 
 // Host storage (AzureWebJobsStorage) by identity: the host keeps its locks, leases and
@@ -138,6 +153,18 @@ resource poisonQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
+// The events queue: the app only adds outcome events to it. The services that read it do so
+// with identities and roles of their own.
+resource eventsQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(eventsQueue.id, principalId, roles.storageQueueDataMessageSender)
+  scope: eventsQueue
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageQueueDataMessageSender)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
 // The deliveries and optouts tables: point reads, queries, conditional inserts, ETag-checked
 // updates, upserts and deletes of entities. Storage Table Data Reader cannot write, so
 // Contributor is the only built-in role that fits. Scoped to a table, it is no right to
@@ -183,6 +210,18 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   scope: applicationInsights
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+// The Event Grid topic, when it is enabled: publish only. The topic has local auth off, so
+// this role is the only way to publish to it.
+resource eventGridDataSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (eventGridEnabled) {
+  name: guid(eventGridTopic.id, principalId, roles.eventGridDataSender)
+  scope: eventGridTopic
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventGridDataSender)
     principalId: principalId
     principalType: 'ServicePrincipal'
   }

@@ -1,6 +1,6 @@
 // The storage account behind AzureWebJobsStorage, the deployment package, the outbound
-// queue (and the poison queue the host moves failed messages to), the deliveries table and
-// the table of numbers that opted out of messages.
+// queue (and the poison queue the host moves failed messages to), the queue of outcome
+// events, the deliveries table and the table of numbers that opted out of messages.
 // Shared keys are off: every client, the Functions host included, signs in with Entra ID.
 
 param name string
@@ -8,6 +8,7 @@ param location string
 param tags object = {}
 param deploymentContainerName string
 param outboundQueueName string
+param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
 
@@ -81,6 +82,13 @@ resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@202
   name: '${outboundQueueName}-poison'
 }
 
+// Declared, not left to the app: the identity may only add messages to it (rbac.bicep).
+// Other services read it with their own identities.
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' = {
+  parent: queueService
+  name: eventsQueueName
+}
+
 resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' = {
   parent: storage
   name: 'default'
@@ -106,5 +114,6 @@ output tableEndpoint string = storage.properties.primaryEndpoints.table
 output deploymentContainerName string = deploymentContainer.name
 output outboundQueueName string = outboundQueue.name
 output poisonQueueName string = poisonQueue.name
+output eventsQueueName string = eventsQueue.name
 output deliveriesTableName string = deliveriesTable.name
 output optoutsTableName string = optoutsTable.name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -16,6 +17,8 @@ from tests.infra.bicep_templates import (
     template,
 )
 
+EVENT_GRID_DATA_SENDER = "d5a91429-5739-47e2-a06b-3470a27159e7"
+EVENT_GRID_TOPIC = "Microsoft.EventGrid/topics"
 # The only role assignments the app's identity gets: (built-in role definition ID, the
 # `existing` symbol in rbac.bicep it is scoped to). Role IDs are the same in every tenant.
 ALLOWED_ASSIGNMENTS = {
@@ -25,6 +28,10 @@ ALLOWED_ASSIGNMENTS = {
     ("974c5e8b-45b9-4653-ba55-5f855dd0fb88", "outboundQueue"): "Storage Queue Data Contributor",
     # The host only adds failed messages to the poison queue.
     ("c6a89b2d-59bc-44d0-9896-0f6e12d7b80a", "poisonQueue"): "Storage Queue Data Message Sender",
+    # The app only adds outcome events to the events queue.
+    ("c6a89b2d-59bc-44d0-9896-0f6e12d7b80a", "eventsQueue"): "Storage Queue Data Message Sender",
+    # Publish only, on the one topic, and only when there is one (CONDITIONAL_ASSIGNMENTS).
+    (EVENT_GRID_DATA_SENDER, "eventGridTopic"): "EventGrid Data Sender",
     ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "deliveriesTable"): "Storage Table Data Contributor",
     ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "optoutsTable"): "Storage Table Data Contributor",
     ("4633458b-17de-408a-b874-0445c86b69e6", "vault"): "Key Vault Secrets User",
@@ -47,6 +54,7 @@ TABLE = "Microsoft.Storage/storageAccounts/tableServices/tables"
 STORAGE_CHILD_SCOPES = {
     "outboundQueue": (QUEUE, "outboundQueueName", "outboundQueue"),
     "poisonQueue": (QUEUE, "poisonQueueName", "poisonQueue"),
+    "eventsQueue": (QUEUE, "eventsQueueName", "eventsQueue"),
     "deliveriesTable": (TABLE, "deliveriesTableName", "deliveriesTable"),
     "optoutsTable": (TABLE, "optoutsTableName", "optoutsTable"),
 }
@@ -61,6 +69,11 @@ FORBIDDEN_ROLES = {
     "b86a8fe4-44ce-4948-aee5-eccb2c155cd7": "Key Vault Secrets Officer",
 }
 ROLE_ASSIGNMENT = "Microsoft.Authorization/roleAssignments"
+# Assignments that exist only with an optional resource: scope symbol -> the condition.
+CONDITIONAL_ASSIGNMENTS = {"eventGridTopic": "eventGridEnabled"}
+# An inline Checkov skip, as .checkov.yaml's: a check ID, then a reason.
+INLINE_SKIP = re.compile(r"//\s*checkov:skip=(\S+)")
+INLINE_SKIP_WITH_REASON = re.compile(r"//\s*checkov:skip=CKV2?_[A-Z]+_\d+: \S.{10,}")
 
 
 def python_version() -> str:
@@ -101,7 +114,7 @@ def test_blob_containers_are_private() -> None:
     assert all(c.properties.get("publicAccess") == "None" for c in containers)
 
 
-def test_storage_has_the_outbound_queue_its_poison_queue_and_the_tables() -> None:
+def test_storage_has_the_outbound_queue_its_poison_queue_the_events_queue_and_the_tables() -> None:
     storage = template("app/storage.bicep")
     queues = {
         r.body["name"]
@@ -114,9 +127,10 @@ def test_storage_has_the_outbound_queue_its_poison_queue_and_the_tables() -> Non
     params = template("main.bicep").modules["storage"]["config"]["params"]
 
     # The host names the poison queue <queue>-poison.
-    assert queues == {"outboundQueueName", "${outboundQueueName}-poison"}
+    assert queues == {"outboundQueueName", "${outboundQueueName}-poison", "eventsQueueName"}
     assert tables == {"deliveriesTableName", "optoutsTableName"}
     assert params["outboundQueueName"] == "outboundQueueName"
+    assert params["eventsQueueName"] == "eventsQueueName"
     assert params["deliveriesTableName"] == "deliveriesTableName"
     assert params["optoutsTableName"] == "optoutsTableName"
 
@@ -221,6 +235,85 @@ def test_function_app_runs_as_the_user_assigned_identity_and_only_over_https() -
     assert app.properties["siteConfig"]["ftpsState"] == "Disabled"
 
 
+# Event Grid
+
+
+def _topic() -> Resource:
+    return template("app/events.bicep").resource(EVENT_GRID_TOPIC)
+
+
+def test_event_grid_topic_exists_only_behind_the_parameter() -> None:
+    main = template("main.bicep")
+    [module] = [m for m in main.modules.values() if m["detail"]["path"] == "app/events.bicep"]
+
+    assert module["config"]["condition"] == "eventGridEnabled"
+    assert main.parameters["eventGridEnabled"]["default"] is False
+    declaring = [t.path for t in all_templates() if t.resources(EVENT_GRID_TOPIC)]
+    assert declaring == ["app/events.bicep"]
+    assert _topic().condition is None  # the module as a whole is the condition
+
+
+def test_event_grid_topic_takes_only_entra_tokens_and_cloud_events() -> None:
+    props = _topic().properties
+
+    assert props["disableLocalAuth"] is True
+    assert props["inputSchema"] == "CloudEventSchemaV1_0"
+    assert props["minimumTlsVersionAllowed"] == "1.2"
+    assert "inboundIpRules" not in props
+
+
+def test_event_grid_role_is_data_sender_on_the_topic_for_the_app_identity() -> None:
+    rbac, main = template("app/rbac.bicep"), template("main.bicep")
+    [assignment] = [
+        a
+        for a in rbac.resources(ROLE_ASSIGNMENT)
+        if _role_id(rbac.variables, a) == EVENT_GRID_DATA_SENDER
+    ]
+    existing = {r.symbol: r for r in rbac.resources(existing=True)}
+
+    assert assignment.condition == "eventGridEnabled"
+    scope = existing[assignment.body["scope"]]
+    assert scope.type == EVENT_GRID_TOPIC
+    assert scope.body["name"] == "eventGridTopicName"
+    assert assignment.properties["principalId"] == "principalId"
+    params = main.modules["rbac"]["config"]["params"]
+    # The app's identity: the one the Function App runs as.
+    assert _accessed_output(params["principalId"]) == ("identity", "principalId")
+    assert _accessed_output(main.modules["api"]["config"]["params"]["identityId"]) == (
+        "identity",
+        "id",
+    )
+    # The topic the events module made (so the assignment waits for it), when enabled.
+    name = params["eventGridTopicName"]["operator"]
+    assert name["type"] == "conditional"
+    assert name["operands"]["condition"] == "eventGridEnabled"
+    assert _accessed_output(name["operands"]["true_value"]) == ("events", "name")
+    assert params["eventGridEnabled"] == "eventGridEnabled"
+
+
+def test_app_gets_the_topic_endpoint_only_when_the_topic_exists() -> None:
+    main, api = template("main.bicep"), template("app/api.bicep")
+    passed = main.modules["api"]["config"]["params"]["eventGridTopicEndpoint"]
+    output = main.outputs["EVENT_GRID_TOPIC_ENDPOINT"]["value"]
+
+    assert app_settings()["EVENT_GRID_TOPIC_ENDPOINT"] == "eventGridTopicEndpoint"
+    assert api.parameters["eventGridTopicEndpoint"]["default"] == ""
+    for value in (passed, output):
+        operands = value["operator"]["operands"]
+        assert operands["condition"] == "eventGridEnabled"
+        assert _accessed_output(operands["true_value"]) == ("events", "endpoint")
+        assert operands["false_value"] == ""
+    endpoint = template("app/events.bicep").outputs["endpoint"]["value"]
+    assert references(endpoint, "topic")
+
+
+def test_every_inline_checkov_skip_has_a_reason() -> None:
+    for path in INFRA_DIR.rglob("*.bicep"):
+        for line in path.read_text().splitlines():
+            if INLINE_SKIP.search(line):
+                assert INLINE_SKIP_WITH_REASON.search(line), f"{path.name}: {line.strip()}"
+
+
 # Role assignments
 
 
@@ -247,7 +340,7 @@ def test_role_assignments_are_exactly_the_allowed_roles_on_their_resources() -> 
         role_name = f"{ALLOWED_ASSIGNMENTS[(role_id, scope)]} on {scope}"
         assert assignment.properties["principalId"] == "principalId", role_name
         assert assignment.properties["principalType"] == "ServicePrincipal", role_name
-        assert assignment.condition is None, role_name
+        assert assignment.condition == CONDITIONAL_ASSIGNMENTS.get(scope), role_name
 
 
 def test_no_queue_or_table_data_role_is_granted_on_the_storage_account() -> None:

@@ -1,22 +1,28 @@
-"""The templates parse, hold secrets only in @secure() parameters, and leak none of them."""
+"""The templates parse, are wired as a compiler would check, hold secrets only in @secure()
+parameters, and leak none of them."""
 
 from __future__ import annotations
 
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from telephony.config.settings import SETTINGS_BY_NAME
 from tests.infra.bicep_templates import (
     INFRA_DIR,
     REPO_ROOT,
     all_templates,
+    app_settings,
     bicep_files,
     looks_secret,
     references,
     template,
 )
+
+PREVIEW_API_VERSION = re.compile(r"-(preview|beta|alpha)$", re.IGNORECASE)
 
 # Not secrets, although their names contain a word that usually means one.
 NOT_SECRETS = {
@@ -33,6 +39,12 @@ LEAKY_OUTPUT = re.compile(
 LEAKY_OUTPUT_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|CONNECTION_STRING|KEY(?!_VAULT)")
 
 
+def module_config(module: dict[str, Any]) -> dict[str, Any]:
+    """A module's name, scope and params, whether or not it is conditional (`= if (...)`)."""
+    config: dict[str, Any] = module["config"]
+    return config["config"] if "condition" in config and "config" in config else config
+
+
 @pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.relative_to(INFRA_DIR).as_posix())
 def test_every_bicep_file_parses(path: Path) -> None:
     tree = template(path.relative_to(INFRA_DIR).as_posix()).tree
@@ -45,7 +57,7 @@ def test_main_delegates_to_modules() -> None:
 
     assert [r.type for r in main.resources()] == ["Microsoft.Resources/resourceGroups"]
     paths = {spec["detail"]["path"] for spec in main.modules.values()}
-    for module in ("api", "storage", "keyvault", "monitoring", "rbac"):
+    for module in ("api", "storage", "keyvault", "monitoring", "rbac", "events"):
         assert f"app/{module}.bicep" in paths
 
 
@@ -79,7 +91,7 @@ def test_secure_parameters_flow_only_into_key_vault_secrets() -> None:
 
     for name in secure:
         for symbol, module in main.modules.items():
-            params = module["config"]["params"]
+            params = module_config(module)["params"]
             elsewhere = {k: v for k, v in params.items() if k != name}
             assert not references(elsewhere, name), f"{name} reaches module {symbol}"
             if name in params:
@@ -118,6 +130,8 @@ def test_main_outputs_are_upper_snake_case_and_name_what_the_docs_use() -> None:
         "STATUS_CALLBACK_URL",
         "OUTBOUND_QUEUE_NAME",
         "AZURE_KEY_VAULT_NAME",
+        "EVENTS_QUEUE_NAME",
+        "EVENT_GRID_TOPIC_ENDPOINT",
     ):
         assert name in outputs, name
 
@@ -152,7 +166,7 @@ def test_modules_get_the_parameters_they_declare() -> None:
     main = template("main.bicep")
     for symbol, module in main.modules.items():
         target = template(module["detail"]["path"])
-        passed = set(module["config"]["params"])
+        passed = set(module_config(module)["params"])
         declared = set(target.parameters)
         required = {n for n, spec in target.parameters.items() if spec.get("default") is None}
         assert passed <= declared, f"{symbol}: unknown parameters {sorted(passed - declared)}"
@@ -211,3 +225,42 @@ def test_azure_yaml_deploys_the_api_service_as_a_python_function() -> None:
     assert re.search(r"^services:\n  " + api_service_tag + r":\n", text, re.MULTILINE)
     for line in ("project: .", "language: python", "host: function"):
         assert re.search(r"^    " + re.escape(line) + r"$", text, re.MULTILINE), line
+
+
+def test_no_resource_uses_a_preview_api_version() -> None:
+    previews = [
+        f"{t.path}: {symbol}@{spec['api_version']}"
+        for t in all_templates()
+        for symbol, spec in t.tree.get("resources", {}).items()
+        if PREVIEW_API_VERSION.search(spec["api_version"])
+    ]
+
+    assert not previews
+
+
+def test_events_queue_and_reconcile_settings_reach_the_app_with_the_code_defaults() -> None:
+    settings = app_settings()
+    api = template("app/api.bicep").parameters
+    main = template("main.bicep")
+    passed = main.modules["api"]["config"]["params"]
+
+    assert main.variables["eventsQueueName"] == SETTINGS_BY_NAME["EVENTS_QUEUE_NAME"].default
+    assert settings["EVENTS_QUEUE_NAME"] == "eventsQueueName"
+    assert _accessed_outputs(passed["eventsQueueName"], "storage") == {"eventsQueueName"}
+    # The Functions host reads the schedule too, so it is never left empty.
+    assert settings["RECONCILE_SCHEDULE"] == "reconcileSchedule"
+    assert api["reconcileSchedule"]["default"] == SETTINGS_BY_NAME["RECONCILE_SCHEDULE"].default
+    assert settings["RECONCILE_AFTER_MINUTES"] == "reconcileAfterMinutes"
+    assert (
+        api["reconcileAfterMinutes"]["default"]
+        == SETTINGS_BY_NAME["RECONCILE_AFTER_MINUTES"].default
+    )
+
+
+def test_event_grid_is_off_unless_the_azd_environment_turns_it_on() -> None:
+    document = json.loads((INFRA_DIR / "main.parameters.json").read_text())
+    parameter = template("main.bicep").parameters["eventGridEnabled"]
+
+    assert parameter["type"] == "bool"
+    assert parameter["default"] is False
+    assert document["parameters"]["eventGridEnabled"]["value"] == "${EVENT_GRID_ENABLED=false}"
