@@ -68,6 +68,7 @@ ROOT = Path(__file__).resolve().parents[1]
 QUEUE = "outbound-messages"
 POISON_QUEUE = QUEUE + "-poison"
 TABLE = "deliveries"
+EVENTS_QUEUE = "telephony-events"
 PUBLIC_BASE_URL = "https://soak.example"
 PHONE_NUMBER = "+15017122661"
 MESSAGING_SERVICE_SID = "MG" + "5" * 32
@@ -538,6 +539,8 @@ class SoakStack:
             "PUBLIC_BASE_URL": PUBLIC_BASE_URL,
             "OUTBOUND_QUEUE_NAME": QUEUE,
             "DELIVERIES_TABLE_NAME": TABLE,
+            "EVENTS_QUEUE_NAME": EVENTS_QUEUE,
+            "RECONCILE_SCHEDULE": "0 */5 * * * *",
         }
         self.settings_path.write_text(json.dumps({"Values": values}, indent=2))
         host_json = json.loads((ROOT / "host.json").read_text())
@@ -782,7 +785,7 @@ def _wait_for_quiescence(
 
 def read_records(stack: SoakStack) -> dict[str, dict[str, Any]]:
     """Every delivery record, by key (pending markers left out)."""
-    entities = stack.table().query_entities("RowKey eq 'delivery'")
+    entities = stack.table().query_entities("RowKey ge 'd-' and RowKey lt 'd.'")
     return {entity["Key"]: dict(entity) for entity in entities}
 
 
@@ -847,6 +850,10 @@ class SoakReport:
     failures: Counter[str]
     events_by_key: dict[str, list[AppEvent]]
     mock_requests: int
+    published: dict[str, Counter[str]] = field(default_factory=dict)  # key -> status -> events
+    republished: int = 0  # records and staged events reconcile looked at afterwards
+    unpublished: list[str] = field(default_factory=list)
+    outbox_left: list[str] = field(default_factory=list)
     lost: list[Command] = field(default_factory=list)
     double_sent: dict[str, list[Create]] = field(default_factory=dict)
     unknown_sids: list[str] = field(default_factory=list)
@@ -881,6 +888,8 @@ class SoakReport:
         killed = sum(1 for cause in self.in_doubt.values() if "SIGKILL" in cause)
         if killed > running:
             found.append(f"{killed} in_doubt put down to a kill that stopped {running} functions")
+        found += [f"no event for the status of {key}" for key in self.unpublished]
+        found += [f"events left in the outbox of {key}" for key in self.outbox_left]
         if self.queue_left:
             found.append(f"{self.queue_left} messages left on the queue")
         if not self.quiescent:
@@ -985,6 +994,17 @@ class SoakReport:
             if "answer dropped" not in cause and "read timeout" not in cause:
                 add(f"  for example, {cause}:")
                 add("  " + self.history(key).replace("\n", "\n  "))
+        add("")
+        add("--- ledger 4: telephony.delivery.updated events on the events queue ---")
+        facts = sum(len(by_status) for by_status in self.published.values())
+        events = sum(sum(by_status.values()) for by_status in self.published.values())
+        add(
+            f"events: {events} for {facts} status changes ({events / max(1, facts):.3f} per "
+            f"change; at least 1, more only after a fault); reconcile looked at "
+            f"{self.republished} records and staged events afterwards"
+        )
+        add(f"records whose status has no event: {len(self.unpublished)}  (goal 0)")
+        add(f"records with events left in their outbox: {len(self.outbox_left)}  (goal 0)")
         add("")
         add("--- queues ---")
         add(f"messages left on the queue: {self.queue_left}  (goal 0)")
@@ -1096,6 +1116,7 @@ def reconcile(
     quiescent: bool,
     began: float,
 ) -> SoakReport:
+    republished = _publish_leftover_events(stack)
     records = read_records(stack)
     poison = _drain_texts(stack.queue(POISON_QUEUE))
     events_by_key: dict[str, list[AppEvent]] = defaultdict(list)
@@ -1124,9 +1145,43 @@ def reconcile(
         failures=sum((Counter(w.failures) for w in stack.workers), Counter()),
         events_by_key=dict(events_by_key),
         mock_requests=len(stack.mock.requests),
+        published=_published_statuses(stack),
+        republished=republished,
     )
     _check(report)
     return report
+
+
+def _publish_leftover_events(stack: SoakStack) -> int:
+    """What reconcile does once OUTBOX_GRACE has passed: publish the events a killed worker
+    or a refused sink left in records' outboxes. Run here, in-process, with a clock that
+    far ahead, until nothing is left; how many records it looked at."""
+    from telephony.container import build_container
+    from telephony.events.publisher import OUTBOX_GRACE
+
+    settings = json.loads(stack.settings_path.read_text())["Values"]
+    later = lambda: datetime.now(UTC) + OUTBOX_GRACE + timedelta(seconds=5)  # noqa: E731
+    reconciler = build_container(settings, clock=later).reconciler
+    looked = 0
+    for _ in range(50):
+        run = reconciler.run()
+        looked += run.records + run.staged_published
+        if run.records == 0 and run.staged_published == 0:
+            break
+    return looked
+
+
+def _published_statuses(stack: SoakStack) -> dict[str, Counter[str]]:
+    """telephony.delivery.updated events on the events queue: how often each status of
+    each key was published."""
+    import base64
+
+    published: dict[str, Counter[str]] = defaultdict(Counter)
+    for text in _drain_texts(stack.queue(EVENTS_QUEUE)):
+        event = json.loads(base64.b64decode(text))
+        if event["type"] == "telephony.delivery.updated":
+            published[event["data"]["id"]][event["data"]["status"]] += 1
+    return dict(published)
 
 
 def _check(report: SoakReport) -> None:
@@ -1137,6 +1192,13 @@ def _check(report: SoakReport) -> None:
             # A create without the key in its callback URL: accounted for by no record.
             accepted[create.key or "(no key)"].append(create)
     report.strangers = sorted(set(records) - set(report.keys()))
+    report.unpublished = sorted(
+        key
+        for key, record in records.items()
+        if record["Status"] not in statuses.INTERNAL
+        and not report.published.get(key, Counter())[record["Status"]]
+    )
+    report.outbox_left = sorted(key for key, record in records.items() if record.get("Outbox"))
     report.lost = [c for c in report.commands if not _is_final(records.get(c.key))]
     report.double_sent = {key: found for key, found in accepted.items() if len(found) > 1}
     created_sids = {c.sid for c in report.creates if c.accepted}

@@ -170,7 +170,9 @@ class Reconciler:
         so a record still open is looked at again RECONCILE_AFTER_MINUTES from now."""
         record = replace(record, check_after=None)
         if fetched is not None:
-            return apply_callback(record, fetched.status, fetched.sid, fetched.error_code, now)
+            return apply_callback(
+                record, fetched.status, record.twilio_sid, fetched.error_code, now
+            )
         if record.twilio_sid:
             return record
         if (

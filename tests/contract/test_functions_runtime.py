@@ -35,7 +35,7 @@ WORKER = ROOT / "tests" / "contract" / "worker.py"
 PUBLIC = "https://calls.contoso.com"
 FUNCTIONS = {
     "make_call", "voice_url", "sms_url", "status_callback", "send_message", "get_message",
-    "outbound",
+    "outbound", "reconcile",
 }  # fmt: skip
 INBOUND = {"MessageSid": "SM" + "7" * 32, "From": "+15558675310", "To": "+15017122661"}
 
@@ -137,7 +137,8 @@ def answer(invocation: dict[str, Any]) -> tuple[int, str]:
 def invoked(
     package: Path, protocol: Path, settings: dict[str, str], twilio_mock_session: TwilioMock
 ) -> list[dict[str, Any]]:
-    """One worker: the webhooks, make_call, and two queued commands, in that order."""
+    """One worker: the webhooks, make_call, two queued commands and a reconcile run, in that
+    order."""
     typo = base64.b64encode(b'{"to": "+15558675310", "sya": "hi"}').decode()
     bad_call = {"method": "POST", "url": f"{PUBLIC}/api/make_call",
                 "headers": {"Content-Type": "application/json"}, "body": typo}  # fmt: skip
@@ -150,6 +151,7 @@ def invoked(
         {"function": "make_call", "http": bad_call},
         {"function": "outbound", "queue": {"id": "m-1", "body": json.dumps(command)}},
         {"function": "outbound", "queue": {"id": "m-2", "body": "not json"}},
+        {"function": "reconcile", "timer": {"past_due": False}},
     ]
     before = len(twilio_mock_session.find_requests("/Messages.json", method="POST"))
     invocations = list(run_worker(package, protocol, settings, invocations=script)["invocations"])
@@ -186,10 +188,15 @@ def test_a_queued_command_is_sent_and_recorded(
     assert invoked[-1]["sent"] == ["Your order shipped"]
     tables = TableServiceClient.from_connection_string(settings["AzureWebJobsStorage"])
     table = tables.get_table_client(settings["DELIVERIES_TABLE_NAME"])
-    statuses = {e["Key"]: e["Status"] for e in table.list_entities()}
+    statuses = {e["Key"]: e["Status"] for e in table.list_entities() if "Status" in e}
     assert statuses["contract-1"] == "queued"
     assert statuses["m-2"] == "rejected"  # settled, not retried: the invocation succeeded
     assert invoked[5]["result"]["status"] == "Success"
+
+
+def test_the_reconcile_timer_runs_through_the_runtime(invoked: list[dict[str, Any]]) -> None:
+    # the timer binding's TimerInfo is converted by the runtime into func.TimerRequest
+    assert invoked[6]["result"]["status"] == "Success", invoked[6]["result"]
 
 
 def test_a_file_the_package_leaves_out_fails_the_invocation_that_needs_it(

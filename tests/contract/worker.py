@@ -14,9 +14,9 @@ each host message (here, an object with the message and the properties the proxy
 passes: the host address and the protocol module), and the protocol messages themselves
 (tests/contract/host_protocol.proto, compiled by grpcio-tools).
 
-The script is JSON: {"invocations": [{"function": name, "http": {...}} or
-{"function": name, "queue": {...}}]}. The results are JSON: what each handler answered,
-as protobuf's own JSON form.
+The script is JSON: {"invocations": [{"function": name, "http": {...}},
+{"function": name, "queue": {...}} or {"function": name, "timer": {...}}]}. The results
+are JSON: what each handler answered, as protobuf's own JSON form.
 """
 
 from __future__ import annotations
@@ -100,6 +100,8 @@ def invocations(protos: Any, ids: dict[str, str], script: list[dict[str, Any]]) 
     for number, step in enumerate(script, start=1):
         if "http" in step:
             binding, metadata = http_input(protos, step["http"])
+        elif "timer" in step:
+            binding, metadata = timer_input(protos, step["timer"])
         else:
             binding, metadata = queue_input(protos, step["queue"])
         requests.append(
@@ -137,6 +139,17 @@ def queue_input(protos: Any, queue: dict[str, Any]) -> tuple[Any, dict[str, Any]
     }
     data = protos.TypedData(string=queue["body"])
     return protos.ParameterBinding(name="msg", data=data), metadata
+
+
+def timer_input(protos: Any, timer: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """A timer trigger's input as the host sends it: its TimerInfo as JSON."""
+    info = {
+        "Schedule": {"AdjustForDST": True},
+        "ScheduleStatus": None,
+        "IsPastDue": bool(timer.get("past_due", False)),
+    }
+    data = protos.TypedData(json=json.dumps(info))
+    return protos.ParameterBinding(name="timer", data=data), {}
 
 
 if __name__ == "__main__":

@@ -100,6 +100,7 @@ class FuzzedApp:
             # The shipped rules: replies, forwards through the queue, opt-outs in Storage.
             "SMS_RULES_FILE": "flows/sms-rules.yaml",
             "OUTBOUND_QUEUE_NAME": f"fuzz-{suffix}",
+            "RECONCILE_SCHEDULE": "0 */5 * * * *",
             "DELIVERIES_TABLE_NAME": f"fuzzdeliveries{suffix}",
             "OPTOUTS_TABLE_NAME": f"fuzzoptouts{suffix}",
         }

@@ -52,6 +52,7 @@ class HostedApp:
             "TWILIO_PHONE_NUMBER": "+15017122661",
             "TWILIO_API_BASE_URL": twilio.base_url,
             "OUTBOUND_QUEUE_NAME": self.queue_name,
+            "RECONCILE_SCHEDULE": "0 */5 * * * *",
             "DELIVERIES_TABLE_NAME": f"deliveries{uuid.uuid4().hex[:10]}",
         }
         (workdir / "local.settings.json").write_text(json.dumps({"Values": values}))
