@@ -94,6 +94,7 @@ var appName = !empty(functionAppName) ? functionAppName : '${abbrs.webSitesFunct
 var outboundQueueName = 'outbound-messages'
 var deliveriesTableName = 'deliveries'
 var optoutsTableName = 'optouts'
+var callTrailsTableName = 'calltrails'
 var eventsQueueName = 'telephony-events'
 // evgt: the Cloud Adoption Framework's abbreviation for an Event Grid topic.
 var eventGridTopicName = 'evgt-${resourceToken}'
@@ -126,6 +127,7 @@ module storage 'app/storage.bicep' = {
     eventsQueueName: eventsQueueName
     deliveriesTableName: deliveriesTableName
     optoutsTableName: optoutsTableName
+    callTrailsTableName: callTrailsTableName
   }
 }
 
@@ -176,6 +178,7 @@ module rbac 'app/rbac.bicep' = {
     eventsQueueName: storage.outputs.eventsQueueName
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
+    callTrailsTableName: storage.outputs.callTrailsTableName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     // Likewise the topic's role waits for the topic. With no topic the name is still a real
@@ -209,6 +212,7 @@ module api 'app/api.bicep' = {
     eventGridTopicEndpoint: eventGridEnabled ? events.outputs.endpoint : ''
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
+    callTrailsTableName: storage.outputs.callTrailsTableName
     twilioAccountSid: twilioAccountSid
     twilioApiKeySid: twilioApiKeySid
     twilioPhoneNumber: twilioPhoneNumber

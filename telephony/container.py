@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from telephony.events.model import OutcomeEvent
     from telephony.events.publisher import Publisher
     from telephony.flows import FlowBook, FlowProblem
+    from telephony.flows.trail import CallTrailStore
     from telephony.flows.voice import FlowCalls
     from telephony.outbound.calls import CallPlacer
     from telephony.outbound.commands import CommandRules
@@ -91,6 +92,7 @@ class Container:
         enqueue: Enqueue | None = None,
         clock: Clock | None = None,
         event_sinks: Sequence[EventSink] | None = None,
+        call_trails: CallTrailStore | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
@@ -103,6 +105,7 @@ class Container:
             "enqueue": enqueue,
             "clock": clock,
             "event_sinks": event_sinks,
+            "call_trails": call_trails,
         }
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
 
@@ -241,11 +244,24 @@ class Container:
         )
 
     @part
+    def call_trails(self) -> CallTrailStore:
+        """The webhooks of calls in a flow, kept in Table Storage until each call's
+        telephony.call.completed is published (built on first use, only while events are on)."""
+        from telephony.adapters.call_trails import TableCallTrailStore
+        from telephony.adapters.storage import table_service
+
+        return TableCallTrailStore(table_service(self.env), self.settings.call_trails_table_name)
+
+    @part
     def flow_calls(self) -> FlowCalls:
-        """Answers voice webhooks of calls in a flow; their SMS go through the queue."""
+        """Answers voice webhooks of calls in a flow; their SMS go through the queue, and the
+        end of each call's flow is published (telephony.call.completed)."""
         from telephony.flows.voice import FlowCalls
 
-        return FlowCalls(self.flow_book, self.submit_command)
+        return FlowCalls(
+            self.flow_book, self.submit_command, lambda: self.call_trails, self.publisher,
+            self.clock,
+        )  # fmt: skip
 
     @part
     def command_rules(self) -> CommandRules:

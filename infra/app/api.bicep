@@ -33,6 +33,7 @@ param eventsQueueName string
 param eventGridTopicEndpoint string = ''
 param deliveriesTableName string
 param optoutsTableName string
+param callTrailsTableName string
 param twilioAccountSid string
 param twilioApiKeySid string = ''
 param twilioPhoneNumber string = ''
@@ -149,6 +150,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     OUTBOUND_QUEUE_NAME: outboundQueueName
     DELIVERIES_TABLE_NAME: deliveriesTableName
     OPTOUTS_TABLE_NAME: optoutsTableName
+    CALL_TRAILS_TABLE_NAME: callTrailsTableName
     TWILIO_ACCOUNT_SID: twilioAccountSid
     TWILIO_API_KEY_SID: twilioApiKeySid
     TWILIO_PHONE_NUMBER: twilioPhoneNumber

@@ -19,6 +19,7 @@ param poisonQueueName string
 param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
+param callTrailsTableName string
 param keyVaultName string
 param applicationInsightsName string
 // The Event Grid topic of outcome events, when there is one (eventGridEnabled in main.bicep).
@@ -82,6 +83,11 @@ resource deliveriesTable 'Microsoft.Storage/storageAccounts/tableServices/tables
 resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
   parent: tableService
   name: optoutsTableName
+}
+
+resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: callTrailsTableName
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -165,11 +171,11 @@ resource eventsQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// The deliveries and optouts tables: point reads, queries, conditional inserts, ETag-checked
+// The deliveries, optouts and call trails tables: point reads, queries, conditional inserts, ETag-checked
 // updates, upserts and deletes of entities. Storage Table Data Reader cannot write, so
 // Contributor is the only built-in role that fits. Scoped to a table, it is no right to
 // create one (the app's create-if-missing needs the account scope), so storage.bicep
-// declares both tables.
+// declares every table.
 //
 // No table role on the account: the Functions host would use one to record its diagnostic
 // events (monthly AzureFunctionsDiagnosticEvents<yyyyMM> tables, which cannot be scoped in
@@ -188,6 +194,16 @@ resource deliveriesTableDataContributor 'Microsoft.Authorization/roleAssignments
 resource optoutsTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(optoutsTable.id, principalId, roles.storageTableDataContributor)
   scope: optoutsTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource callTrailsTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(callTrailsTable.id, principalId, roles.storageTableDataContributor)
+  scope: callTrailsTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: principalId

@@ -11,6 +11,7 @@ param outboundQueueName string
 param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
+param callTrailsTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -107,6 +108,11 @@ resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
   name: optoutsTableName
 }
 
+resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: callTrailsTableName
+}
+
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
@@ -117,3 +123,4 @@ output poisonQueueName string = poisonQueue.name
 output eventsQueueName string = eventsQueue.name
 output deliveriesTableName string = deliveriesTable.name
 output optoutsTableName string = optoutsTable.name
+output callTrailsTableName string = callTrailsTable.name

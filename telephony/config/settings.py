@@ -101,6 +101,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="300",
     ),
     SettingSpec(
+        "CALL_TRAILS_TABLE_NAME",
+        "Table of the webhooks of calls in a flow, kept until the call's "
+        "telephony.call.completed event is published.",
+        default="calltrails",
+    ),
+    SettingSpec(
         "EVENTS_QUEUE_NAME",
         "Queue of outcome events (docs/events.md); set it empty to publish no queue events.",
         default="telephony-events",
@@ -153,6 +159,7 @@ class Settings:
     secret_cache_seconds: float
     twilio_api_base_url: str | None
     events_queue_name: str | None = "telephony-events"  # None: no queue events
+    call_trails_table_name: str = "calltrails"
     event_grid_endpoint: str | None = None
     reconcile_after_minutes: float = 30.0
     # The platform's AZURE_FUNCTIONS_ENVIRONMENT (Core Tools and the development host set
@@ -191,6 +198,7 @@ class Settings:
             twilio_api_base_url=_base_url(get("TWILIO_API_BASE_URL"), "TWILIO_API_BASE_URL"),
             # Present but empty turns queue events off; absent takes the default.
             events_queue_name=_optional_name(env, "EVENTS_QUEUE_NAME", get),
+            call_trails_table_name=need("CALL_TRAILS_TABLE_NAME"),
             event_grid_endpoint=_https_url(
                 get("EVENT_GRID_TOPIC_ENDPOINT"), "EVENT_GRID_TOPIC_ENDPOINT"
             ),

@@ -3,7 +3,8 @@
 Each response chains say/play/pause/sms steps until a step that needs Twilio to call back
 (gather, dial, record), a verb that ends the flow here (hangup, reject, redirect), or the
 end of the flow (hang up). Callbacks come back to voice_url with the flow, the step, the
-event and the gather attempt in the (signed) query string.
+event and the gather attempt in the (signed) query string. `Rendered.ended_by` says when
+an answer is the call's last in the app, so that its outcome event can be published.
 """
 
 from __future__ import annotations
@@ -53,6 +54,10 @@ _DIAL_TARGETS = {
     "canceled": "on_failed",
 }
 _PLACEHOLDER = re.compile(r"\{(from|to)\}")
+
+# What ended a call's flow in an answer (Rendered.ended_by). A redirect to another flow of
+# the book is not an end: Twilio comes back to voice_url, and the call goes on there.
+HANGUP, REJECT, REDIRECT, END_OF_FLOW = "hangup", "reject", "redirect", "end_of_flow"
 
 
 class Fields(Protocol):
@@ -138,12 +143,18 @@ class FlowSms:
 
 @dataclass(frozen=True)
 class Rendered:
-    """The TwiML answer, the SMS to send, the steps run, and what went wrong, if anything."""
+    """The TwiML answer, the SMS to send, the steps run, and what went wrong, if anything.
+
+    `ended_by` is set when Twilio will not call voice_url back for this call (HANGUP,
+    REJECT, REDIRECT to a URL, END_OF_FLOW); None when a gather, dial or record waits for
+    Twilio's callback, or a redirect goes on in another flow.
+    """
 
     twiml: str
     sms: tuple[FlowSms, ...] = ()
     steps: tuple[str, ...] = ()
     problem: str | None = None
+    ended_by: str | None = None
 
 
 def render(book: FlowBook, event: CallEvent, urls: CallUrls) -> Rendered:
@@ -167,7 +178,7 @@ def apology(problem: str) -> Rendered:
     response = VoiceResponse()
     response.say(APOLOGY)
     response.hangup()
-    return Rendered(str(response), problem=problem)
+    return Rendered(str(response), problem=problem, ended_by=HANGUP)
 
 
 def sms_key(call_sid: str, flow: str, step: str, attempt: int) -> str:
@@ -200,10 +211,13 @@ class _Run:
     sms: list[FlowSms] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
     problem: str | None = None
+    ended_by: str | None = None
 
     def result(self) -> Rendered:
         """The response as it stands."""
-        return Rendered(str(self.response), tuple(self.sms), tuple(self.steps), self.problem)
+        return Rendered(
+            str(self.response), tuple(self.sms), tuple(self.steps), self.problem, self.ended_by
+        )
 
     def resume(self, step: Step) -> Rendered:
         """Go on from `step` after Twilio's callback (or from it, with no event)."""
@@ -233,12 +247,14 @@ class _Run:
                 return None
             step_id = step.next
         self.response.hangup()
+        self.ended_by = END_OF_FLOW
         return None
 
     def _stop(self, problem: str) -> None:
         self.problem = problem
         self.response.say(APOLOGY)
         self.response.hangup()
+        self.ended_by = HANGUP
 
     def _emit(self, step: Step) -> bool:
         """Add `step` to the response; True when the flow goes on to `step.next`."""
@@ -261,10 +277,14 @@ class _Run:
         if isinstance(verb, Redirect):
             url = self.urls.flow(verb.flow) if verb.flow else verb.url
             self.response.redirect(url, method="POST")
+            # Another flow of the book answers the redirect: the call goes on there.
+            self.ended_by = None if verb.flow else REDIRECT
         elif isinstance(verb, Reject):
             self.response.reject(reason=verb.reason)
+            self.ended_by = REJECT
         else:
             self.response.hangup()
+            self.ended_by = HANGUP
 
     def _sms(self, step: Step, verb: Sms) -> None:
         to = self.event.party if verb.to == CALLER else verb.to

@@ -55,6 +55,9 @@ def _status(container: Container, params: FormParams, req: func.HttpRequest) -> 
     callback = StatusCallback.from_params(params, req.params.get("id"))
     fields = callback.log_fields()
     log_event(logger, "status_received", logging.INFO, function="status_callback", **fields)
+    if callback.fields["CallSid"]:
+        # A final CallStatus ends a call's flow that no answer ended (never raises).
+        container.flow_calls.call_ended(callback.sid, callback.status)
     if callback.key:  # set by the queued-send path; signed with the URL
         record = container.outbound.apply_status(
             callback.key, callback.status, callback.sid, callback.error_code
