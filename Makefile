@@ -82,6 +82,7 @@ bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) bench/sms_rules.py
 	$(PY) bench/connections.py
 	$(PY) bench/outbound.py
+	$(PY) bench/events.py
 	$(PY) bench/stack_startup.py
 
 clean:

@@ -2,11 +2,14 @@
 
 Runs against `make run` (or `func start`) on http://127.0.0.1:7071 and its local peers:
 signs an inbound SMS as Twilio would, places a call, queues an SMS and follows its record
-until a signed status callback marks it delivered.
+until a signed status callback marks it delivered, then reads the outcome events of that
+SMS from the events queue on Azurite (`DEMO_STORAGE`: its connection string, when `make run`
+was given other storage ports).
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
@@ -20,6 +23,8 @@ import requests
 from twilio.request_validator import RequestValidator
 
 APP = os.environ.get("DEMO_APP_URL", "http://127.0.0.1:7071").rstrip("/")
+# Azurite on its default ports, as `make run` starts it.
+STORAGE = os.environ.get("DEMO_STORAGE", "UseDevelopmentStorage=true")
 SETTINGS_FILE = Path("local.settings.json")
 
 
@@ -104,6 +109,28 @@ def delivered_callback(key: str, sid: str, token: str, public: str) -> None:
     _expect(_signed_post(url, params, token, public), 204, "status_callback")
 
 
+def published(key: str, statuses: set[str], queue_name: str, seconds: float = 20.0) -> list[str]:
+    """The statuses of `key` that telephony.delivery.updated events on the events queue
+    carry, once they include `statuses`; the demo takes its own events off the queue."""
+    from azure.storage.queue import QueueClient
+
+    queue = QueueClient.from_connection_string(STORAGE, queue_name)
+    seen: list[str] = []
+    deadline = time.monotonic() + seconds
+    while not statuses <= set(seen):
+        if time.monotonic() > deadline:
+            raise DemoError(
+                f"events of {key} on {queue_name}: {seen or 'none'} after {seconds:.0f} s"
+            )
+        for message in queue.receive_messages(max_messages=32, visibility_timeout=5):
+            event = json.loads(base64.b64decode(message.content))
+            if event["type"] == "telephony.delivery.updated" and event["data"]["id"] == key:
+                seen.append(event["data"]["status"])
+                queue.delete_message(message)
+        time.sleep(0.2)
+    return seen
+
+
 def run() -> None:
     settings = _settings()
     token = os.environ.get("TWILIO_AUTH_TOKEN") or settings["TWILIO_AUTH_TOKEN"]
@@ -117,6 +144,9 @@ def run() -> None:
     delivered_callback(key, queued["twilio_sid"], token, public)
     final = wait_for(key, {"delivered"})
     print(f"4. signed status callback -> {key} is {final['status']}")
+    events = settings.get("EVENTS_QUEUE_NAME", "telephony-events")
+    seen = published(key, {"queued", "delivered"}, events)
+    print(f"5. events queue {events} -> telephony.delivery.updated for {key}: {', '.join(seen)}")
 
 
 def main() -> int:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from localpeers.azurite import ACCOUNT_KEY, ACCOUNT_NAME
 from localpeers.processes import live_descendants, still_alive
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,27 +41,36 @@ def stack() -> Iterator[tuple[subprocess.Popen[str], str]]:
 
 
 def _app_url(process: subprocess.Popen[str]) -> str:
+    """The app's URL and, after `|`, a connection string of Azurite's queues."""
     assert process.stdout is not None
-    output = []
+    output: list[str] = []
+    app = None
     for line in process.stdout:  # ends when the stack exits
         output.append(line)
-        match = re.match(r"Function app\s+(http://127\.0\.0\.1:\d+)/api/", line)
-        if match:
+        found = re.match(r"Function app\s+(http://127\.0\.0\.1:\d+)/api/", line)
+        app = found.group(1) if found else app
+        queues = re.match(r"Azurite\s+(http://127\.0\.0\.1:\d+/\w+) \(queues\)", line)
+        if app and queues:
             # Keep reading, so the stack's logs never fill the pipe and block it.
             threading.Thread(target=process.stdout.read, daemon=True).start()
-            return match.group(1)
+            storage = (
+                f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT_NAME};"
+                f"AccountKey={ACCOUNT_KEY};QueueEndpoint={queues.group(1)};"
+            )
+            return f"{app}|{storage}"
     raise AssertionError("the stack did not start:\n" + "".join(output))
 
 
 def test_make_run_serves_the_demo_and_stops_cleanly(
     stack: tuple[subprocess.Popen[str], str],
 ) -> None:
-    process, app_url = stack
+    process, started = stack
+    app_url, storage = started.split("|", 1)
     # WHEN the demo runs against the stack, as a person would beside `make run`
     demo = subprocess.run(
         [sys.executable, "-m", "devhost.demo"],
         cwd=ROOT,
-        env={**os.environ, "DEMO_APP_URL": app_url},
+        env={**os.environ, "DEMO_APP_URL": app_url, "DEMO_STORAGE": storage},
         capture_output=True,
         text=True,
         timeout=120,
@@ -72,6 +82,7 @@ def test_make_run_serves_the_demo_and_stops_cleanly(
     assert re.search(r"call CA[0-9a-f]{32} to \+1\*+10", lines[1])
     assert re.search(r"demo-\w+ is queued as SM[0-9a-f]{32}", lines[2])
     assert lines[3].endswith("is delivered")
+    assert re.search(r"telephony.delivery.updated for demo-\w+: queued, delivered$", lines[4])
     # WHEN the stack gets Ctrl-C, THEN it exits and every process it started is gone
     started = live_descendants(process.pid)
     assert len(started) >= 4  # the stack, Azurite, Prism, the function host
