@@ -388,7 +388,9 @@ def _outbox_text(outbox: tuple[OutcomeEvent, ...]) -> str | None:
     # string property may hold.
     if not outbox:
         return None
-    return json.dumps([event.stored() for event in outbox], separators=(",", ":"))
+    return json.dumps(
+        [event.stored() for event in outbox], separators=(",", ":"), ensure_ascii=False
+    )
 
 
 def _index_entity(record: DeliveryRecord, due: datetime) -> dict[str, Any]:
@@ -401,7 +403,7 @@ def _staged_entity(event: OutcomeEvent, due: datetime) -> dict[str, Any]:
     return {
         "PartitionKey": shard_of(digest),
         "RowKey": check_row(due, STAGED_EVENT + digest),
-        "Event": json.dumps(event.stored(), separators=(",", ":")),
+        "Event": json.dumps(event.stored(), separators=(",", ":"), ensure_ascii=False),
         "Due": due,
     }
 

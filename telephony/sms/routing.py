@@ -56,9 +56,10 @@ SmsOutcome = Literal["opt_out", "opt_in", "help", "rule", "default", "auto_reply
 KeywordSource = Literal["keyword", "opt_out_type"]
 MAX_MEDIA = 10  # Twilio delivers at most 10 media per message; NumMedia is not trusted
 MAX_KEYWORD_CHARS = 64
-# Twilio joins a long SMS into one body of up to 1,600 characters; the webhook's own
-# 64 KB cap bounds the rest, and an event's queue message must stay under 64 KiB.
-MAX_EVENT_BODY_CHARS = 10_000
+# Twilio joins a long SMS into one body of up to 1,600 characters, and a WhatsApp body holds
+# up to 4,096: kept whole, while an event of emoji stays far below a queue message's 64 KiB
+# and a staged row's 32 K UTF-16 units.
+MAX_EVENT_BODY_CHARS = 4_096
 # Puts one outbound command (a dict of the queue contract) on the queue, at most once per key.
 Forwarder = Callable[[dict[str, object]], object]
 

@@ -159,3 +159,21 @@ def test_reconcile_asks_twilio_about_a_stale_message_and_advances_it(
     # Still short of a final status: asked again RECONCILE_AFTER_MINUTES later, not before.
     assert build_container(env).reconciler.run().twilio_requests == 0
     assert build_container(env, clock=later(31)).reconciler.run().twilio_requests == 1
+
+
+def test_the_largest_inbound_message_event_can_be_staged_and_published(
+    env: dict[str, str], azurite: Azurite
+) -> None:
+    """4,096 emoji (a WhatsApp body's limit): staged in a Table row, then on the queue."""
+    from telephony.sms.routing import InboundSms, SmsDecision, received_event
+
+    body = "\U0001f600" * 5_000  # cut to MAX_EVENT_BODY_CHARS by the event
+    message = InboundSms("SM" + "9" * 32, "+15558675310", "+15017122661", body)
+    event = received_event(message, SmsDecision("no_match"), False, datetime.now(UTC))
+    refusing = build_container({**env, "EVENTS_QUEUE_NAME": "no_such-queue!"})
+    refusing.publisher.publish_or_stage([event])  # refused: staged in the deliveries table
+
+    assert build_container(env, clock=later(1)).reconciler.run().staged_published == 1
+
+    [published] = events_on(azurite, env["EVENTS_QUEUE_NAME"], 1)
+    assert published["data"]["body"] == "\U0001f600" * 4_096  # type: ignore[index]
