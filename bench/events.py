@@ -12,6 +12,9 @@ Against Azurite and the Twilio mock (Prism serving Twilio's OpenAPI description)
    reads (queries and point reads, and the entities they return), its writes, and its
    Twilio requests; a second run right after. The baseline, from the same run, is what
    finding the stale records by a scan of the table would read.
+3. The first signed sms_url reply in a fresh interpreter, events on (its
+   telephony.sms.received put on the events queue on Azurite) against events off, from the
+   same run: what the first event costs a webhook answered cold.
 """
 
 from __future__ import annotations
@@ -192,6 +195,22 @@ def reconcile(azurite: Azurite, twilio: TwilioMock) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def first_webhook(azurite: Azurite, runs: int = 7) -> tuple[float, float]:
+    """Median seconds to the first sms_url reply in a fresh interpreter: events off, on."""
+    import statistics
+
+    from bench.webhooks import APP_PROCESS, _run
+
+    storage = {"AzureWebJobsStorage": azurite.connection_string}
+    on = {**storage, "EVENTS_QUEUE_NAME": f"events-{uuid.uuid4().hex[:8]}"}
+    off_times: list[float] = []
+    on_times: list[float] = []
+    for _ in range(runs):  # interleaved, so that machine load touches both alike
+        off_times += _run(APP_PROCESS, 1, extra={**storage, "EVENTS_QUEUE_NAME": ""})
+        on_times += _run(APP_PROCESS, 1, extra=on)
+    return statistics.median(off_times), statistics.median(on_times)
+
+
 def main() -> int:
     with Azurite() as azurite, TwilioMock() as twilio:
         off = per_send(azurite, twilio, events=False)
@@ -223,6 +242,10 @@ def main() -> int:
         print(f"   baseline, a scan for them: {scan.get('pages', 0)} pages, {scanned:,} "
               f"entities read; the index read {index_read} entities "
               f"(ratio {index_read / max(1, scanned):.3f})")  # fmt: skip
+        off_s, on_s = first_webhook(azurite)
+        print(f"3. first sms_url reply in a fresh interpreter: events off {off_s * 1000:.0f} ms, "
+              f"on {on_s * 1000:.0f} ms (ratio {on_s / off_s:.2f}: the Storage queue SDK is "
+              "loaded and the queue reached for the first event)")  # fmt: skip
     return 0
 
 

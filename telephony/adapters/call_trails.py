@@ -29,18 +29,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from telephony.adapters.storage import ensure_table, storage_errors
+from telephony.adapters.storage import LazyTable, storage_errors
 from telephony.errors import RecordChangedError
 from telephony.flows.trail import MAX_ENTRIES, CallTrail, TrailEntry
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, TableServiceClient
+    pass
 
 ENTRY_ROW = "e-"
 COUNT_ROW = "n"
@@ -76,14 +75,8 @@ class _State:
         return int(self.count["Count"]) if self.count is not None else 0
 
 
-class TableCallTrailStore:
+class TableCallTrailStore(LazyTable):
     """CallTrailStore on one table (CALL_TRAILS_TABLE_NAME)."""
-
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
-        self._service = service
-        self._table_name = table_name
-        self._table: TableClient | None = None
-        self._lock = threading.Lock()
 
     def append(self, call_sid: str, entry: TrailEntry) -> None:
         partition = trail_partition(call_sid)
@@ -165,13 +158,6 @@ class TableCallTrailStore:
                     return False
                 raise
         return True
-
-    def _client(self) -> TableClient:
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = ensure_table(self._service, self._table_name)
-        return self._table
 
 
 def _put(entity: dict[str, Any], current: Any | None) -> Any:

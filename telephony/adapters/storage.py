@@ -167,3 +167,21 @@ def ensure_table(service: TableServiceClient, table_name: str) -> TableClient:
         if exc.status_code != FORBIDDEN:
             raise
         return service.get_table_client(table_name)
+
+
+class LazyTable:
+    """One table, created on first use if it is missing (one round trip, once); the Table
+    stores are built on it."""
+
+    def __init__(self, service: TableServiceClient, table_name: str) -> None:
+        self._service = service
+        self._table_name = table_name
+        self._table: TableClient | None = None
+        self._lock = threading.Lock()
+
+    def _client(self) -> TableClient:
+        if self._table is None:
+            with self._lock:
+                if self._table is None:
+                    self._table = ensure_table(self._service, self._table_name)
+        return self._table

@@ -16,12 +16,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from telephony.adapters.storage import ensure_table, storage_errors
+from telephony.adapters.storage import LazyTable, storage_errors
 from telephony.errors import RecordChangedError, RecordExistsError
 from telephony.events.model import OutcomeEvent
 from telephony.outbound.reconcile import DueWork, StagedEvent
@@ -29,7 +28,7 @@ from telephony.outbound.records import DeliveryRecord
 from telephony.sms.optouts import OptOut, optout_key
 
 if TYPE_CHECKING:
-    from azure.data.tables import TableClient, TableServiceClient
+    pass
 
 OPTOUT_ROW_KEY = "optout"
 SHARDS = "0123456789abcdef"  # a record's partition: the first hex digit of its key's hash
@@ -52,24 +51,7 @@ def check_row(due: datetime, suffix: str) -> str:
     return f"{CHECK_ROW}{due.astimezone(UTC).strftime(_DUE)}-{suffix}"
 
 
-class _Table:
-    """One table, created on first use if it is missing (one round trip, once)."""
-
-    def __init__(self, service: TableServiceClient, table_name: str) -> None:
-        self._service = service
-        self._table_name = table_name
-        self._table: TableClient | None = None
-        self._lock = threading.Lock()
-
-    def _client(self) -> TableClient:
-        if self._table is None:
-            with self._lock:
-                if self._table is None:
-                    self._table = ensure_table(self._service, self._table_name)
-        return self._table
-
-
-class TableDeliveryStore(_Table):
+class TableDeliveryStore(LazyTable):
     """DeliveryStore, EventOutbox and the reconcile index, on one table.
 
     Records are spread over 16 partitions by the first hex digit of their key's hash. Each
@@ -216,7 +198,7 @@ class TableDeliveryStore(_Table):
                 raise
 
 
-class TableOptOutStore(_Table):
+class TableOptOutStore(LazyTable):
     """OptOutStore on one table. A number's partition (optout_key) holds up to three kinds of row:
 
     - `optout`, while the number is opted out: Keyword, OptedOutAt, MessageSid. Its

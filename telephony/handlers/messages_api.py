@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 import azure.functions as func
@@ -14,7 +15,9 @@ from telephony.handlers.http import (
     json_response,
     read_json,
 )
-from telephony.outbound.records import record_view
+
+if TYPE_CHECKING:
+    from telephony.outbound.records import DeliveryRecord
 
 bp = func.Blueprint()  # type: ignore[no-untyped-call]
 
@@ -29,7 +32,7 @@ def send_message(req: func.HttpRequest) -> func.HttpResponse:
     document = read_json(req)  # bad input is a 400 before any Storage client is built
     record, created = container.outbound.submit(document)
     status_url = f"{base}/api/messages/{quote(record.key, safe='')}"
-    body = {**record_view(record), "status_url": status_url}
+    body = {**_view(record), "status_url": status_url}
     return json_response(body, 202 if created else 200)
 
 
@@ -41,4 +44,11 @@ def get_message(req: func.HttpRequest) -> func.HttpResponse:
     record = get_container().outbound.record_of(req.route_params.get("id", ""))
     if record is None:
         return json_error(404, "no message with this id", "id")
-    return json_response(record_view(record))
+    return json_response(_view(record))
+
+
+def _view(record: DeliveryRecord) -> dict[str, object]:
+    # Imported here: the records module loads with the service, not when the worker starts.
+    from telephony.outbound.records import record_view
+
+    return record_view(record)

@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from telephony.errors import CommandRejectedError, RecipientOptedOutError
 from telephony.events import SMS_RECEIVED
 from telephony.events.model import OutcomeEvent, fact_id, utc_text
-from telephony.events.publisher import Publisher
 from telephony.logs import log_event
 from telephony.sms.keywords import KeywordKind, keyword_of
 from telephony.sms.optouts import (
@@ -34,6 +33,8 @@ from telephony.sms.optouts import (
 )
 
 if TYPE_CHECKING:
+    from telephony.events.publisher import Publisher
+
     # Only for types: the rules module (and its validation) loads with SMS_RULES_FILE.
     from telephony.sms.rules import Action, SmsRules
 
