@@ -15,6 +15,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -177,3 +178,27 @@ def test_the_largest_inbound_message_event_can_be_staged_and_published(
 
     [published] = events_on(azurite, env["EVENTS_QUEUE_NAME"], 1)
     assert published["data"]["body"] == "\U0001f600" * 4_096  # type: ignore[index]
+
+
+def test_two_reconcile_runs_at_once_advance_every_stale_record_and_lose_no_event(
+    env: dict[str, str], azurite: Azurite, twilio_mock: TwilioMock
+) -> None:
+    sender = build_container(env, clock=later(-31))
+    keys = [f"both-{n}" for n in range(12)]
+    for key in keys:
+        sender.outbound.handle(json.dumps({**SMS, "idempotency_key": key}), key, 1)
+    events_on(azurite, env["EVENTS_QUEUE_NAME"], len(keys))  # the sends' own, taken off
+
+    runs = [build_container(env).reconciler for _ in range(2)]
+    threads = [threading.Thread(target=run.run) for run in runs]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+
+    app = build_container(env)
+    assert all(app.outbound.record_of(key).status == "sent" for key in keys)  # type: ignore[union-attr]
+    published = events_on(azurite, env["EVENTS_QUEUE_NAME"], len(keys))
+    assert {e["data"]["id"] for e in published} == set(keys)  # type: ignore[index]
+    assert {e["data"]["status"] for e in published} == {"sent"}  # type: ignore[index]
+    assert all(app.outbound.record_of(key).outbox == () for key in keys)  # type: ignore[union-attr]
