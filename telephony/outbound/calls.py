@@ -20,7 +20,8 @@ from telephony.outbound.sender import CreatedResource, OutboundCall, Sender, Sen
 from telephony.sms.optouts import OptOutStore, ensure_can_contact
 
 # Fields of a queued call that a make_call body does not take: the route says both.
-QUEUE_ONLY_FIELDS = ("kind", "idempotency_key")
+# make_call places the call now: quiet hours, which defer a send, belong to queued ones.
+QUEUE_ONLY_FIELDS = ("kind", "idempotency_key", "quiet_hours")
 
 
 def call_command(body: object, rules: CommandRules, now: datetime) -> OutboundCommand:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 from telephony import schemas
@@ -40,6 +40,21 @@ class OutboundCommand:
     url: str | None = None
     twiml: str | None = None
     flow: str | None = None
+    # WhatsApp and Content templates (sms); the flow's values (call); both: quiet hours.
+    content_sid: str | None = None
+    content_variables: Mapping[str, str] | None = None
+    validity_period: int | None = None
+    data: Mapping[str, Any] | None = None
+    quiet_hours: QuietHours | None = None
+
+
+@dataclass(frozen=True)
+class QuietHours:
+    """Hours of the recipient's local day when nothing is sent: [start, end), wrapping
+    midnight when end < start (21:00 to 08:00)."""
+
+    start: time
+    end: time
 
 
 @dataclass(frozen=True)
@@ -202,7 +217,19 @@ def _build(document: dict[str, Any], key: str) -> OutboundCommand:
         url=document.get("url"),
         twiml=document.get("twiml"),
         flow=document.get("flow"),
+        content_sid=document.get("content_sid"),
+        content_variables=document.get("content_variables"),
+        validity_period=document.get("validity_period"),
+        data=document.get("data"),
+        quiet_hours=_quiet_hours(document.get("quiet_hours")),
     )
+
+
+def _quiet_hours(value: Mapping[str, str] | None) -> QuietHours | None:
+    """The schema has checked the HH:MM form."""
+    if value is None:
+        return None
+    return QuietHours(time.fromisoformat(value["start"]), time.fromisoformat(value["end"]))
 
 
 def _timestamp(value: str) -> datetime:
