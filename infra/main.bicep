@@ -63,6 +63,9 @@ param smsRulesFile string = ''
 @description('Seconds a Key Vault secret is reused before it is read again; empty: the default in the code.')
 param secretCacheSeconds string = ''
 
+@description('Default quiet hours of queued sends, HH:MM-HH:MM in the recipient\'s local time (21:00-08:00); empty: none.')
+param quietHours string = ''
+
 @description('Also publish outcome events to an Event Grid custom topic, created here (CloudEvents 1.0, Entra ID only).')
 param eventGridEnabled bool = false
 
@@ -95,6 +98,7 @@ var outboundQueueName = 'outbound-messages'
 var deliveriesTableName = 'deliveries'
 var optoutsTableName = 'optouts'
 var callTrailsTableName = 'calltrails'
+var callDataTableName = 'calldata'
 var eventsQueueName = 'telephony-events'
 // evgt: the Cloud Adoption Framework's abbreviation for an Event Grid topic.
 var eventGridTopicName = 'evgt-${resourceToken}'
@@ -128,6 +132,7 @@ module storage 'app/storage.bicep' = {
     deliveriesTableName: deliveriesTableName
     optoutsTableName: optoutsTableName
     callTrailsTableName: callTrailsTableName
+    callDataTableName: callDataTableName
   }
 }
 
@@ -179,6 +184,7 @@ module rbac 'app/rbac.bicep' = {
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
     callTrailsTableName: storage.outputs.callTrailsTableName
+    callDataTableName: storage.outputs.callDataTableName
     keyVaultName: keyVault.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     // Likewise the topic's role waits for the topic. With no topic the name is still a real
@@ -213,6 +219,7 @@ module api 'app/api.bicep' = {
     deliveriesTableName: storage.outputs.deliveriesTableName
     optoutsTableName: storage.outputs.optoutsTableName
     callTrailsTableName: storage.outputs.callTrailsTableName
+    callDataTableName: storage.outputs.callDataTableName
     twilioAccountSid: twilioAccountSid
     twilioApiKeySid: twilioApiKeySid
     twilioPhoneNumber: twilioPhoneNumber
@@ -226,6 +233,7 @@ module api 'app/api.bicep' = {
     voiceFlow: voiceFlow
     smsRulesFile: smsRulesFile
     secretCacheSeconds: secretCacheSeconds
+    quietHours: quietHours
   }
 }
 

@@ -45,6 +45,8 @@ ERROR_EXAMPLES: dict[int, dict[int, str]] = {
         21215: "Geo Permission configuration is not permitting call",
         21217: "Phone number does not appear to be valid",
         21210: "'From' phone number not verified",
+        63016: "Failed to send freeform message because you are outside the allowed window. "
+        "If you are using WhatsApp, please use a Message Template.",
     },
     401: {20003: "Authenticate"},
     404: {20404: "The requested resource was not found"},

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 from telephony.config.secrets import SecretStore
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from telephony.events.model import OutcomeEvent
     from telephony.events.publisher import Publisher
     from telephony.flows import FlowBook, FlowProblem
+    from telephony.flows.data import CallDataStore, DataSchema
     from telephony.flows.trail import CallTrailStore
     from telephony.flows.voice import FlowCalls
     from telephony.outbound.calls import CallPlacer
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
 
 Clock = Callable[[], datetime]
 Enqueue = Callable[[str], object]
+Requeue = Callable[[str, timedelta], object]  # a message, and how long it stays invisible
 T = TypeVar("T")
 
 
@@ -90,9 +92,11 @@ class Container:
         deliveries: DeliveryStore | None = None,
         optouts: OptOutStore | None = None,
         enqueue: Enqueue | None = None,
+        requeue: Requeue | None = None,
         clock: Clock | None = None,
         event_sinks: Sequence[EventSink] | None = None,
         call_trails: CallTrailStore | None = None,
+        call_data: CallDataStore | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
@@ -103,9 +107,11 @@ class Container:
             "deliveries": deliveries,
             "optouts": optouts,
             "enqueue": enqueue,
+            "requeue": requeue,
             "clock": clock,
             "event_sinks": event_sinks,
             "call_trails": call_trails,
+            "call_data": call_data,
         }
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
 
@@ -140,6 +146,13 @@ class Container:
         from telephony.adapters.storage import queue_client, queue_sender
 
         return queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
+
+    @part
+    def requeue(self) -> Requeue:
+        """Puts a command back on the outbound queue, invisible until its quiet hours end."""
+        from telephony.adapters.storage import delayed_queue_sender, queue_client
+
+        return delayed_queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
 
     @part
     def clock(self) -> Clock:
@@ -198,11 +211,17 @@ class Container:
     @part
     def outbound(self) -> OutboundService:
         """Queued sends: submit, perform, record, query."""
+        from telephony.outbound.commands import QuietHours
         from telephony.outbound.service import OutboundService
 
+        quiet = self.settings.quiet_hours
         return OutboundService(
             self.deliveries, self.sender, self.command_rules, self.sender_defaults,
             self.optouts, self._enqueue_lazily, self.clock, writer=self.record_writer,
+            call_data=lambda: self.call_data,
+            # The queue client is built on the first deferral, not when the worker starts.
+            requeue=lambda text, delay: self.requeue(text, delay),
+            quiet_hours=QuietHours(*quiet) if quiet else None,
         )  # fmt: skip
 
     @part
@@ -231,8 +250,9 @@ class Container:
         from telephony.outbound.calls import CallPlacer
 
         return CallPlacer(
-            self.sender, self.command_rules, self.sender_defaults, self.optouts, self.clock
-        )
+            self.sender, self.command_rules, self.sender_defaults, self.optouts, self.clock,
+            call_data=lambda: self.call_data,
+        )  # fmt: skip
 
     @part
     def sms_responder(self) -> SmsResponder:
@@ -260,8 +280,19 @@ class Container:
 
         return FlowCalls(
             self.flow_book, self.submit_command, lambda: self.call_trails, self.publisher,
-            self.clock,
+            self.clock, call_data=lambda: self.call_data,
         )  # fmt: skip
+
+    @part
+    def call_data(self) -> CallDataStore:
+        """The data of calls to flows that declare data, in Table Storage, with the rows a
+        process read kept in memory (built on first use: only such calls need it)."""
+        from telephony.adapters.call_data import TableCallDataStore
+        from telephony.adapters.storage import table_service
+        from telephony.flows.data import CachedCallData
+
+        table = self.settings.call_data_table_name
+        return CachedCallData(TableCallDataStore(table_service(self.env), table))
 
     @part
     def command_rules(self) -> CommandRules:
@@ -272,6 +303,7 @@ class Container:
         return CommandRules(
             self.destination_regions, settings.messaging_service_sid, self.has_flow,
             render_say=say_response, allowed_url_hosts=settings.allowed_url_hosts,
+            flow_data_schema=self.flow_data_schema,
         )  # fmt: skip
 
     @part
@@ -343,6 +375,11 @@ class Container:
         """True when the call flow document defines `flow_id` (loads it on first use)."""
         return flow_id in self.flow_book()
 
+    def flow_data_schema(self, flow_id: str) -> DataSchema | None:
+        """The data flow `flow_id` declares; None when it declares none (or is not defined)."""
+        flow = self.flow_book().flow(flow_id)
+        return flow.data if flow is not None else None
+
     def sms_rules(self) -> SmsRules | None:
         """The SMS_RULES_FILE document, loaded once; None when the setting is unset."""
         return _usable(self._sms_rules)
@@ -360,6 +397,8 @@ class Container:
         voice_flow = self.settings.voice_flow
         if voice_flow is not None and voice_flow not in book:
             return f"VOICE_FLOW names flow {voice_flow!r}, not in {book.source}"
+        if voice_flow is not None and book.flows[voice_flow].data is not None:
+            return f"VOICE_FLOW names flow {voice_flow!r}: it needs data, which inbound calls lack"
         guarded = self.flow_guard_problems(book)
         if guarded:
             return f"CALL_FLOWS_FILE {FlowDocumentError(book.source, guarded)}"

@@ -97,6 +97,18 @@ class UpstreamRejectedError(TelephonyError):
     status = 502
 
 
+# Twilio error codes whose own text does not say what the producer should do: the reason a
+# record carries instead, whether Twilio refuses the send or reports it failed later.
+TWILIO_CODE_REASONS: dict[int, str] = {
+    63016: "outside WhatsApp's 24-hour window: send a Content template (content_sid)",
+}
+
+
+def twilio_code_reason(code: int | None) -> str | None:
+    """What the app says of Twilio error `code`, when it says more than Twilio's text."""
+    return TWILIO_CODE_REASONS.get(code or 0)
+
+
 class TwilioRejectedError(UpstreamRejectedError):
     """Twilio refused the request (a 4xx other than 429): retrying will not help."""
 
@@ -112,7 +124,7 @@ class TwilioRejectedError(UpstreamRejectedError):
     }
 
     def __init__(self, twilio_status: int, code: int | None, message: str) -> None:
-        super().__init__(message, self.FIELD_OF_CODE.get(code or 0))
+        super().__init__(twilio_code_reason(code) or message, self.FIELD_OF_CODE.get(code or 0))
         self.twilio_status = twilio_status
         self.code = code
 

@@ -12,6 +12,17 @@ from collections.abc import Collection
 from telephony.errors import InvalidInputError
 
 _E164 = re.compile(r"\+[1-9]\d{1,14}")
+# The one channel besides SMS/MMS that a message may go on: Twilio's WhatsApp address is
+# this prefix before the E.164 number (whatsapp:+15558675310).
+WHATSAPP = "whatsapp:"
+
+
+def split_address(address: str) -> tuple[str, str]:
+    """("whatsapp:", number) for a WhatsApp address, else ("", address): the channel prefix
+    and what follows it, which the number rules (E.164, the destination guard) judge."""
+    if address.startswith(WHATSAPP):
+        return WHATSAPP, address[len(WHATSAPP) :]
+    return "", address
 
 
 def parse_e164(value: object, field: str) -> str:
@@ -119,6 +130,9 @@ def mask(number: str | None) -> str:
     """Mask a number for logs: the country code and the last two digits stay readable."""
     if not number:
         return ""
+    channel, number = split_address(number)
+    if channel:  # whatsapp:+1********10: the channel says as much as the country code
+        return channel + mask(number)
     digits = number[1:]
     if not number.startswith("+") or not digits.isdigit() or len(digits) < 6:
         # Client identifiers (client:alice) and short codes: keep only the kind.

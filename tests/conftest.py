@@ -10,6 +10,7 @@ import pytest
 from telephony.container import Container, build_container, set_container
 from tests.app_client import TEST_ACCOUNT_SID, TEST_AUTH_TOKEN
 from tests.fakes import MemoryOptOutStore
+from tests.flow_fakes import MemoryCallData
 
 # The local peers' fixtures: each starts its peer on loopback when a test first asks.
 pytest_plugins = (
@@ -60,10 +61,10 @@ AppFactory = Callable[..., Container]
 def app_env() -> Iterator[AppFactory]:
     """Install a container built from BASE_ENV plus overrides; remove it afterwards.
 
-    Without AzureWebJobsStorage the opt-out store is in memory and events are off (unless
-    the test gives `event_sinks`), so tests of make_call and the webhooks need no Storage
-    peer; tests/integration/test_sms_optouts.py runs the Table
-    store on Azurite.
+    Without AzureWebJobsStorage the opt-out store and the data of calls are in memory and
+    events are off (unless the test gives `event_sinks`), so tests of make_call and the
+    webhooks need no Storage peer; tests/integration/test_sms_optouts.py and
+    test_call_data.py run the Table stores on Azurite.
     """
 
     def install(parts: Mapping[str, object] | None = None, **overrides: str) -> Container:
@@ -74,6 +75,7 @@ def app_env() -> Iterator[AppFactory]:
         if "AzureWebJobsStorage" not in env:
             given.setdefault("optouts", MemoryOptOutStore())
             given.setdefault("event_sinks", [])  # no events queue: tests give a sink
+            given.setdefault("call_data", MemoryCallData())
         container = build_container(env, **given)
         set_container(container)
         return container

@@ -1,4 +1,5 @@
-"""In-memory stand-ins for the call-flow parts that touch Storage (the trails of calls)."""
+"""In-memory stand-ins for the call-flow parts that touch Storage (the trails and the data
+of calls)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import threading
 from dataclasses import dataclass, field
 
 from telephony.errors import StorageUnavailableError
+from telephony.flows.data import CallData
 from telephony.flows.trail import MAX_ENTRIES, CallTrail, TrailEntry
 
 
@@ -60,3 +62,34 @@ class MemoryCallTrails:
         self.calls[operation] += 1
         if operation in self.fail:
             raise StorageUnavailableError(f"the test trail store refused {operation}")
+
+
+class MemoryCallData:
+    """CallDataStore in a dict. `fail` names the operations that raise
+    StorageUnavailableError ("put", "get", "forget"); `calls` counts each operation."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, CallData] = {}
+        self.fail: set[str] = set()
+        self.calls: dict[str, int] = {"put": 0, "get": 0, "forget": 0}
+        self._lock = threading.Lock()
+
+    def put(self, data_id: str, data: CallData) -> None:
+        self._call("put")
+        with self._lock:
+            self.rows[data_id] = data
+
+    def get(self, data_id: str) -> CallData | None:
+        self._call("get")
+        with self._lock:
+            return self.rows.get(data_id)
+
+    def forget(self, data_id: str) -> None:
+        self._call("forget")
+        with self._lock:
+            self.rows.pop(data_id, None)
+
+    def _call(self, operation: str) -> None:
+        self.calls[operation] += 1
+        if operation in self.fail:
+            raise StorageUnavailableError(f"the test call data store refused {operation}")

@@ -239,7 +239,8 @@ def _command(index: int, label: str, run: str, rng: random.Random, now: datetime
     elif label == "call-say":
         document = {"kind": "call", "to": to, "say": f"Your code is {index % 10000:04d}"}
     elif label == "call-flow":
-        document = {"kind": "call", "to": to, "flow": "appointment-reminder"}
+        data = {"time": f"tomorrow at {index % 12 + 1} PM", "place": "12 Elm Street"}
+        document = {"kind": "call", "to": to, "flow": "appointment-reminder", "data": data}
     else:
         document = {"kind": "call", "to": to}
     return _keyed(index, label, document, "send", key)

@@ -34,6 +34,7 @@ param eventGridTopicEndpoint string = ''
 param deliveriesTableName string
 param optoutsTableName string
 param callTrailsTableName string
+param callDataTableName string
 param twilioAccountSid string
 param twilioApiKeySid string = ''
 param twilioPhoneNumber string = ''
@@ -48,6 +49,7 @@ param callFlowsFile string = ''
 param voiceFlow string = ''
 param smsRulesFile string = ''
 param secretCacheSeconds string = ''
+param quietHours string = ''
 // Never empty: the Functions host reads the schedule too (%RECONCILE_SCHEDULE% in the timer).
 @minLength(1)
 param reconcileSchedule string = '0 */5 * * * *'
@@ -151,6 +153,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     DELIVERIES_TABLE_NAME: deliveriesTableName
     OPTOUTS_TABLE_NAME: optoutsTableName
     CALL_TRAILS_TABLE_NAME: callTrailsTableName
+    CALL_DATA_TABLE_NAME: callDataTableName
     TWILIO_ACCOUNT_SID: twilioAccountSid
     TWILIO_API_KEY_SID: twilioApiKeySid
     TWILIO_PHONE_NUMBER: twilioPhoneNumber
@@ -168,6 +171,7 @@ resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
     EVENT_GRID_TOPIC_ENDPOINT: eventGridTopicEndpoint
     RECONCILE_SCHEDULE: reconcileSchedule
     RECONCILE_AFTER_MINUTES: reconcileAfterMinutes
+    QUIET_HOURS: quietHours
   }
 }
 

@@ -20,6 +20,7 @@ param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
 param callTrailsTableName string
+param callDataTableName string
 param keyVaultName string
 param applicationInsightsName string
 // The Event Grid topic of outcome events, when there is one (eventGridEnabled in main.bicep).
@@ -88,6 +89,11 @@ resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@20
 resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
   parent: tableService
   name: callTrailsTableName
+}
+
+resource callDataTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+  parent: tableService
+  name: callDataTableName
 }
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
@@ -171,7 +177,7 @@ resource eventsQueueMessageSender 'Microsoft.Authorization/roleAssignments@2022-
   }
 }
 
-// The deliveries, optouts and call trails tables: point reads, queries, conditional inserts, ETag-checked
+// The deliveries, optouts, call trails and call data tables: point reads, queries, conditional inserts, ETag-checked
 // updates, upserts and deletes of entities. Storage Table Data Reader cannot write, so
 // Contributor is the only built-in role that fits. Scoped to a table, it is no right to
 // create one (the app's create-if-missing needs the account scope), so storage.bicep
@@ -204,6 +210,16 @@ resource optoutsTableDataContributor 'Microsoft.Authorization/roleAssignments@20
 resource callTrailsTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(callTrailsTable.id, principalId, roles.storageTableDataContributor)
   scope: callTrailsTable
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+  }
+}
+
+resource callDataTableDataContributor 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(callDataTable.id, principalId, roles.storageTableDataContributor)
+  scope: callDataTable
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageTableDataContributor)
     principalId: principalId

@@ -12,6 +12,7 @@ param eventsQueueName string
 param deliveriesTableName string
 param optoutsTableName string
 param callTrailsTableName string
+param callDataTableName string
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   name: name
@@ -113,6 +114,13 @@ resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables
   name: callTrailsTableName
 }
 
+// The data of calls to a flow that declares data (an appointment's time and place), by an
+// opaque id, from before the call is placed until it ends.
+resource callDataTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' = {
+  parent: tableService
+  name: callDataTableName
+}
+
 output name string = storage.name
 output blobEndpoint string = storage.properties.primaryEndpoints.blob
 output queueEndpoint string = storage.properties.primaryEndpoints.queue
@@ -124,3 +132,4 @@ output eventsQueueName string = eventsQueue.name
 output deliveriesTableName string = deliveriesTable.name
 output optoutsTableName string = optoutsTable.name
 output callTrailsTableName string = callTrailsTable.name
+output callDataTableName string = callDataTable.name

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from telephony.adapters.http_pool import pooled_session
@@ -53,6 +55,19 @@ def queue_sender(queue: QueueClient) -> Callable[[str], None]:
     def send(text: str) -> None:
         with storage_errors("enqueue an outbound command"):
             queue.send_message(text)
+
+    return send
+
+
+def delayed_queue_sender(queue: QueueClient) -> Callable[[str, timedelta], None]:
+    """A function that puts one message on `queue`, invisible for a while (at most 7 days,
+    Storage's limit); failures are StorageUnavailableError."""
+
+    def send(text: str, delay: timedelta) -> None:
+        # Whole seconds, rounded up: the message never comes back before its time.
+        seconds = max(1, math.ceil(delay.total_seconds()))
+        with storage_errors("put an outbound command back on the queue"):
+            queue.send_message(text, visibility_timeout=seconds)
 
     return send
 

@@ -361,6 +361,7 @@ def _entity(record: DeliveryRecord) -> dict[str, Any]:
         "LeaseUntil": record.lease_until,
         "CheckAfter": record.check_after,
         "Outbox": _outbox_text(record.outbox),
+        "Deferrals": record.deferrals or None,
     }
     return {name: value for name, value in entity.items() if value is not None}
 
@@ -415,6 +416,7 @@ def _record(entity: Any) -> DeliveryRecord:
             OutcomeEvent.from_stored(stored) for stored in json.loads(entity.get("Outbox") or "[]")
         ),
         check_after=_datetime(entity["CheckAfter"]) if entity.get("CheckAfter") else None,
+        deferrals=int(entity.get("Deferrals", 0)),
         etag=entity.metadata["etag"],
     )
 

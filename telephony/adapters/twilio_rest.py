@@ -5,6 +5,7 @@ twilio.rest and requests are imported when the first request is made, not at imp
 
 from __future__ import annotations
 
+import json
 import re
 import threading
 from collections.abc import Callable
@@ -95,6 +96,7 @@ class TwilioGateway:
             options["status_callback"] = sms.status_callback
         if sms.send_at:
             options.update(schedule_type="fixed", send_at=sms.send_at)
+        options.update(_template_options(sms))
         return self._create(lambda client: client.messages.create(to=sms.to, **options))
 
     def current_status(self, kind: str, sid: str) -> CreatedResource | None:
@@ -167,6 +169,20 @@ class TwilioGateway:
             http.timeout = self._timeouts
             self._http = http
         return self._http
+
+
+def _template_options(sms: OutboundSms) -> dict[str, Any]:
+    """The Content template, its variables and the validity period, as create() takes them."""
+    options: dict[str, Any] = {}
+    if sms.content_sid:
+        options["content_sid"] = sms.content_sid
+    if sms.content_variables:
+        # Twilio takes the variables as one JSON text ({"1": "Ada"}), not as form fields.
+        variables = dict(sms.content_variables)
+        options["content_variables"] = json.dumps(variables, ensure_ascii=False)
+    if sms.validity_period is not None:
+        options["validity_period"] = sms.validity_period
+    return options
 
 
 def _transport_error(exc: Exception) -> TwilioUnavailableError:

@@ -7,8 +7,10 @@ first, with its meaning.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
+from datetime import time
 
 from telephony.errors import SettingsError
 
@@ -107,6 +109,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         default="calltrails",
     ),
     SettingSpec(
+        "CALL_DATA_TABLE_NAME",
+        "Table of the data of calls to a flow that declares data, kept by an id in the call's "
+        "URLs until the call is over (docs/flows.md).",
+        default="calldata",
+    ),
+    SettingSpec(
         "EVENTS_QUEUE_NAME",
         "Queue of outcome events (docs/events.md); set it empty to publish no queue events.",
         default="telephony-events",
@@ -125,6 +133,12 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "RECONCILE_AFTER_MINUTES",
         "Age after which reconcile asks Twilio about a record no callback has settled.",
         default="30",
+    ),
+    SettingSpec(
+        "QUIET_HOURS",
+        "Default quiet hours of queued sends, HH:MM-HH:MM in the recipient's local time "
+        "(21:00-08:00): a send inside is deferred, never dropped. A command's own quiet_hours "
+        "wins; empty: none.",
     ),
     SettingSpec(
         "TWILIO_API_BASE_URL",
@@ -160,8 +174,10 @@ class Settings:
     twilio_api_base_url: str | None
     events_queue_name: str | None = "telephony-events"  # None: no queue events
     call_trails_table_name: str = "calltrails"
+    call_data_table_name: str = "calldata"
     event_grid_endpoint: str | None = None
     reconcile_after_minutes: float = 30.0
+    quiet_hours: tuple[time, time] | None = None  # (start, end); None: no default
     # The platform's AZURE_FUNCTIONS_ENVIRONMENT (Core Tools and the development host set
     # Development): only there may callback URLs fall back to the request's Host.
     development: bool = False
@@ -199,10 +215,12 @@ class Settings:
             # Present but empty turns queue events off; absent takes the default.
             events_queue_name=_optional_name(env, "EVENTS_QUEUE_NAME", get),
             call_trails_table_name=need("CALL_TRAILS_TABLE_NAME"),
+            call_data_table_name=need("CALL_DATA_TABLE_NAME"),
             event_grid_endpoint=_https_url(
                 get("EVENT_GRID_TOPIC_ENDPOINT"), "EVENT_GRID_TOPIC_ENDPOINT"
             ),
             reconcile_after_minutes=_minutes(need("RECONCILE_AFTER_MINUTES")),
+            quiet_hours=_quiet_hours(get("QUIET_HOURS")),
             development=env.get(ENVIRONMENT, "").strip().lower() == "development",
         )
 
@@ -228,6 +246,19 @@ def _https_url(value: str | None, name: str) -> str | None:
     if value is not None and not value.startswith("https://"):
         raise SettingsError(f"{name} must start with https://")
     return value
+
+
+_QUIET_HOURS = re.compile(r"(?:[01][0-9]|2[0-3]):[0-5][0-9]-(?:[01][0-9]|2[0-3]):[0-5][0-9]")
+
+
+def _quiet_hours(value: str | None) -> tuple[time, time] | None:
+    """21:00-08:00 as (start, end): the command schema's HH:MM, 24-hour."""
+    if value is None:
+        return None
+    if not _QUIET_HOURS.fullmatch(value.replace(" ", "")):
+        raise SettingsError("QUIET_HOURS must be HH:MM-HH:MM, such as 21:00-08:00")
+    start, end = value.replace(" ", "").split("-")
+    return time.fromisoformat(start), time.fromisoformat(end)
 
 
 def _minutes(value: str) -> float:

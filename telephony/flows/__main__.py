@@ -3,8 +3,9 @@
     python -m telephony.flows check [FILE ...]
 
 FILE defaults to CALL_FLOWS_FILE (or its default), relative to the app's folder. When
-VOICE_FLOW is set, it must name a flow of the document. Exit status: 0 when every file is
-usable, 1 when any has a problem (each listed on its own line).
+VOICE_FLOW is set, it must name a flow of the document that declares no data (an inbound
+call brings none). Exit status: 0 when every file is usable, 1 when any has a problem
+(each listed on its own line).
 """
 
 from __future__ import annotations
@@ -45,6 +46,10 @@ def _check(name: str, voice_flow: str | None, env: Mapping[str, str]) -> bool:
         return False
     if voice_flow is not None and voice_flow not in book:
         message = f"VOICE_FLOW names flow {voice_flow!r}, which the document does not define"
+        print(f"{book.source}: {message}", file=sys.stderr)
+        return False
+    if voice_flow is not None and book.flows[voice_flow].data is not None:
+        message = f"VOICE_FLOW names flow {voice_flow!r}: it needs data, which inbound calls lack"
         print(f"{book.source}: {message}", file=sys.stderr)
         return False
     if not _guard(book, env):

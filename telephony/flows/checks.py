@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterator, Mapping
 
 from telephony.config.settings import url_host_allowed
+from telephony.flows.data import DataSchema, data_placeholders, without_placeholders
 from telephony.flows.model import (
     CHAINED,
     WITHOUT_NEXT,
@@ -18,6 +19,8 @@ from telephony.flows.model import (
     FlowBook,
     Gather,
     Redirect,
+    Say,
+    Sms,
     Step,
 )
 from telephony.flows.problems import FlowProblem
@@ -51,6 +54,7 @@ def check_flows(
         problems += _check_flow(flow, flow_ids, refused.get(flow.id, {}))
     problems += _loops(flows)
     problems += _long_chains(flows)
+    problems += data_problems(flows)
     return problems
 
 
@@ -195,3 +199,70 @@ def _guarded(
     if isinstance(verb, Redirect) and verb.url and not url_host_allowed(verb.url, url_hosts):
         return "redirect.url names a host not in ALLOWED_URL_HOSTS"
     return None
+
+
+# The call-flows schema's maxLength of a say text and of an sms body: a text whose data
+# could make it longer is refused when loaded, so no call can fail on its values.
+SAY_CHARS = 4096
+SMS_CHARS = 1600
+
+
+def data_problems(flows: Mapping[str, Flow]) -> list[FlowProblem]:
+    """What a flow's data declares, and what its texts and redirects ask of it: every
+    {data.<name>} names a declared property, a text fits its limit whatever the values,
+    and no redirect goes to a flow that needs data (a redirect carries none)."""
+    problems = []
+    for flow in flows.values():
+        if flow.data is not None:
+            problems += [FlowProblem(flow.id, None, reason) for reason in flow.data.problems()]
+        for step in flow.steps.values():
+            reasons = _placeholder_problems(step, flow.data)
+            reasons += _redirect_data_problems(step, flows)
+            problems += [FlowProblem(flow.id, step.id, reason) for reason in reasons]
+    return problems
+
+
+def _texts(step: Step) -> Iterator[tuple[str, str, int]]:
+    """(where, text, limit) for every text of `step` that may hold data placeholders."""
+    verb = step.verb
+    if isinstance(verb, Say):
+        yield "say", verb.text, SAY_CHARS
+    elif isinstance(verb, Sms):
+        yield "sms.body", verb.body, SMS_CHARS
+    elif isinstance(verb, Gather):
+        for name in ("prompt", "retry_prompt"):
+            for index, item in enumerate(getattr(verb, name)):
+                if isinstance(item, Say):
+                    yield f"gather.{name}[{index}].say", item.text, SAY_CHARS
+
+
+def _placeholder_problems(step: Step, data: DataSchema | None) -> list[str]:
+    reasons = []
+    for where, text, limit in _texts(step):
+        names = data_placeholders(text)  # a name said twice counts twice in the length
+        declared = data.properties if data is not None else {}
+        unknown = [name for name in dict.fromkeys(names) if name not in declared]
+        reasons += [_unknown_placeholder(where, name, data) for name in unknown]
+        if data is not None and names and not unknown:
+            longest = len(without_placeholders(text)) + sum(map(data.max_chars, names))
+            if longest > limit:
+                reasons.append(
+                    f"{where} can be {longest} characters with its data, more than {limit}: "
+                    "lower the maxLength of its data"
+                )
+    return reasons
+
+
+def _unknown_placeholder(where: str, name: str, data: DataSchema | None) -> str:
+    placeholder = "{data." + name + "}"
+    if data is None:
+        return f"{where} says {placeholder}, but the flow declares no data"
+    return f"{where} says {placeholder}, which the flow's data does not declare"
+
+
+def _redirect_data_problems(step: Step, flows: Mapping[str, Flow]) -> list[str]:
+    verb = step.verb
+    target = flows.get(verb.flow or "") if isinstance(verb, Redirect) else None
+    if target is None or target.data is None:
+        return []
+    return [f"redirect goes to flow {target.id!r}, which needs data: a redirect carries none"]

@@ -16,6 +16,7 @@ from telephony import schemas
 from telephony.config.documents import read_document
 from telephony.errors import DocumentReadError, FlowDocumentError
 from telephony.flows.checks import check_flows
+from telephony.flows.data import DataSchema
 from telephony.flows.model import (
     Dial,
     Flow,
@@ -217,7 +218,8 @@ def _flow(flow_id: str, raw: Mapping[str, Any], broken: Collection[str]) -> Flow
         for step_id, body in raw["steps"].items()
         if step_id not in broken
     }
-    return Flow(flow_id, raw["start"], steps, raw.get("description"))
+    data = DataSchema.from_document(raw["data"]) if "data" in raw else None
+    return Flow(flow_id, raw["start"], steps, raw.get("description"), data)
 
 
 def _step(step_id: str, raw: Mapping[str, Any]) -> Step:

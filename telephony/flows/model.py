@@ -9,6 +9,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
+from telephony.flows.data import DataSchema
+
 CALLER = "caller"  # sms `to`: the other party on the call (see Sms)
 
 
@@ -92,8 +94,9 @@ class Hangup:
 
 @dataclass(frozen=True)
 class Sms:
-    """An SMS sent while the call goes on. `to` is CALLER or an E.164 number; `body` may
-    hold {from} and {to}, the call's From and To numbers."""
+    """An SMS sent while the call goes on. `to` is CALLER, an E.164 number or a WhatsApp
+    address (whatsapp:+E164); `body` may hold {from} and {to}, the call's From and To
+    numbers."""
 
     to: str
     body: str
@@ -138,6 +141,8 @@ class Flow:
     start: str
     steps: Mapping[str, Step]
     description: str | None = None
+    # The values a call brings to the flow (telephony/flows/data.py); None: it takes none.
+    data: DataSchema | None = None
 
 
 @dataclass(frozen=True)

@@ -10,8 +10,7 @@ an answer is the call's last in the app, so that its outcome event can be publis
 from __future__ import annotations
 
 import hashlib
-import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 from urllib.parse import urlencode
@@ -20,6 +19,7 @@ from twilio.twiml.voice_response import Gather as GatherElement
 from twilio.twiml.voice_response import VoiceResponse
 
 from telephony.flows.checks import MAX_CHAINED_STEPS
+from telephony.flows.data import fill as fill_placeholders
 from telephony.flows.model import (
     CALLER,
     Dial,
@@ -53,7 +53,6 @@ _DIAL_TARGETS = {
     "failed": "on_failed",
     "canceled": "on_failed",
 }
-_PLACEHOLDER = re.compile(r"\{(from|to)\}")
 
 # What ended a call's flow in an answer (Rendered.ended_by). A redirect to another flow of
 # the book is not an end: Twilio comes back to voice_url, and the call goes on there.
@@ -82,6 +81,7 @@ class CallEvent:
     from_: str | None = None
     to: str | None = None
     direction: str | None = None
+    data_id: str | None = None  # where the call's data is kept (flows that declare data)
 
     @classmethod
     def from_webhook(cls, flow: str, query: Fields, form: Fields) -> CallEvent:
@@ -99,6 +99,7 @@ class CallEvent:
             from_=form.get("From") or None,
             to=form.get("To") or None,
             direction=form.get("Direction") or None,
+            data_id=query.get("data") or None,
         )
 
     @property
@@ -110,26 +111,35 @@ class CallEvent:
 
 @dataclass(frozen=True)
 class CallUrls:
-    """The app's absolute URLs that TwiML points Twilio back at."""
+    """The app's absolute URLs that TwiML points Twilio back at.
+
+    `data` is the id of the call's data (flows that declare data): every step's URL
+    carries it, never the values themselves, since Twilio logs the URLs it requests.
+    """
 
     voice_url: str
     status_callback: str
+    data: str | None = None
 
     @classmethod
-    def for_base(cls, base: str) -> CallUrls:
+    def for_base(cls, base: str, data: str | None = None) -> CallUrls:
         """The URLs under the app's public base URL (scheme://host[/prefix])."""
-        return cls(f"{base}/api/voice_url", f"{base}/api/status_callback")
+        return cls(f"{base}/api/voice_url", f"{base}/api/status_callback", data)
 
     def step(self, flow: str, step: str, event: str, attempt: int | None = None) -> str:
         """Where Twilio calls back with `event` for `step` (and the gather attempt)."""
         query = {"flow": flow, "step": step, "event": event}
         if attempt is not None:
             query["attempt"] = str(attempt)
+        if self.data is not None:
+            query["data"] = self.data
         return f"{self.voice_url}?{urlencode(query)}"
 
-    def flow(self, flow: str) -> str:
-        """Where a call starts `flow`: make_call, queued calls and redirects use it."""
-        return f"{self.voice_url}?{urlencode({'flow': flow})}"
+    def flow(self, flow: str, data: str | None = None) -> str:
+        """Where a call starts `flow` (with its data's id): make_call, queued calls and
+        redirects use it; a redirect carries no data."""
+        query = {"flow": flow} if data is None else {"flow": flow, "data": data}
+        return f"{self.voice_url}?{urlencode(query)}"
 
 
 @dataclass(frozen=True)
@@ -157,12 +167,20 @@ class Rendered:
     ended_by: str | None = None
 
 
-def render(book: FlowBook, event: CallEvent, urls: CallUrls) -> Rendered:
-    """The answer to one voice webhook of a flow. Pure: sends nothing, reads nothing."""
+def render(
+    book: FlowBook, event: CallEvent, urls: CallUrls, data: Mapping[str, str] | None = None
+) -> Rendered:
+    """The answer to one voice webhook of a flow. Pure: sends nothing, reads nothing.
+
+    `data` is what the call's `{data.<name>}` placeholders say (DataSchema.texts), for a
+    flow that declares data; without it, such a flow cannot go on.
+    """
     flow = book.flow(event.flow)
     if flow is None:
         return apology(f"unknown flow {event.flow!r}")
-    run = _Run(flow, event, urls)
+    if flow.data is not None and data is None:
+        return apology(f"flow {flow.id!r} needs data, and the call has none")
+    run = _Run(flow, event, urls, data or {})
     if event.step is None:
         run.chain(flow.start)
         return run.result()
@@ -187,10 +205,11 @@ def sms_key(call_sid: str, flow: str, step: str, attempt: int) -> str:
     return f"call-{call_sid}-{digest}"
 
 
-def fill(template: str, event: CallEvent) -> str:
-    """Replace {from} and {to} with the call's numbers; any other brace is left as is."""
-    values = {"from": event.from_ or "", "to": event.to or ""}
-    return _PLACEHOLDER.sub(lambda match: values[match.group(1)], template)
+def fill(template: str, event: CallEvent, data: Mapping[str, str] | None = None) -> str:
+    """Replace {from} and {to} with the call's numbers and {data.<name>} with its data, in
+    one pass; any other brace is left as is."""
+    values = {"from": event.from_ or "", "to": event.to or "", **(data or {})}
+    return fill_placeholders(template, values)
 
 
 def _attempt(value: str | None) -> int:
@@ -207,6 +226,7 @@ class _Run:
     flow: Flow
     event: CallEvent
     urls: CallUrls
+    data: Mapping[str, str] = field(default_factory=dict)  # "data.<name>" -> what it says
     response: VoiceResponse = field(default_factory=VoiceResponse)
     sms: list[FlowSms] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
@@ -260,7 +280,7 @@ class _Run:
         """Add `step` to the response; True when the flow goes on to `step.next`."""
         verb = step.verb
         if isinstance(verb, Say | Play | Pause):
-            _prompt(self.response, verb)
+            _prompt(self.response, verb, self.data)
         elif isinstance(verb, Sms):
             self._sms(step, verb)
         elif isinstance(verb, Gather):
@@ -293,7 +313,7 @@ class _Run:
             self.problem = f"step {step.id!r}: no {'number' if sid else 'CallSid'} to send with"
             return
         key = sms_key(sid, self.flow.id, step.id, self.event.attempt)
-        self.sms.append(FlowSms(to, fill(verb.body, self.event), key))
+        self.sms.append(FlowSms(to, fill(verb.body, self.event, self.data), key))
 
     def _gather(self, step: Step, verb: Gather, attempt: int) -> None:
         element = self.response.gather(
@@ -308,7 +328,7 @@ class _Run:
             hints=", ".join(verb.hints) or None,
         )
         for prompt in (verb.retry_prompt if attempt > 1 else ()) + verb.prompt:
-            _prompt(element, prompt)
+            _prompt(element, prompt, self.data)
         # With no input, Twilio goes on to the next verb rather than calling the action.
         timeout_url = self.urls.step(self.flow.id, step.id, TIMEOUT, attempt)
         self.response.redirect(timeout_url, method="POST")
@@ -396,9 +416,11 @@ def match(verb: Gather, digits: str | None, speech: str | None) -> str | None:
     return None
 
 
-def _prompt(parent: VoiceResponse | GatherElement, verb: Prompt) -> None:
+def _prompt(parent: VoiceResponse | GatherElement, verb: Prompt, data: Mapping[str, str]) -> None:
     if isinstance(verb, Say):
-        parent.say(verb.text, voice=verb.voice, loop=verb.loop, language=verb.language)
+        # Only data placeholders: a say text's {from} is spoken as written, as it always was.
+        text = fill_placeholders(verb.text, data)
+        parent.say(text, voice=verb.voice, loop=verb.loop, language=verb.language)
     elif isinstance(verb, Play):
         parent.play(verb.url, loop=verb.loop)
     else:

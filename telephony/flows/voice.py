@@ -13,9 +13,10 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from telephony.errors import ConflictError, InvalidInputError
-from telephony.flows.model import FlowBook
-from telephony.flows.render import CallEvent, CallUrls, Fields, FlowSms, Rendered, render
+from telephony.errors import ConflictError, InvalidInputError, SettingsError
+from telephony.flows.data import CallDataStore, is_data_id
+from telephony.flows.model import Flow, FlowBook
+from telephony.flows.render import CallEvent, CallUrls, Fields, FlowSms, Rendered, apology, render
 from telephony.flows.trail import (
     FINAL_CALL_STATUSES,
     STATUS_CALLBACK,
@@ -26,6 +27,7 @@ from telephony.flows.trail import (
     is_flow_id,
 )
 from telephony.logs import log_event
+from telephony.outbound.quiet import NOT_QUIET
 
 if TYPE_CHECKING:
     from telephony.events.publisher import Publisher
@@ -42,6 +44,9 @@ class FlowCalls:
     With `trails` and a `publisher` that has sinks, every webhook of a call is kept in its
     trail, and the end of its flow is published as telephony.call.completed. Neither may
     fail a call: the caller is on the line, so a failure is logged and the call goes on.
+
+    A flow that declares data reads the call's from `call_data`, by the id in the signed
+    query, on each answer; data that cannot be read ends the call with an apology.
     """
 
     def __init__(
@@ -51,18 +56,20 @@ class FlowCalls:
         trails: Callable[[], CallTrailStore] | None = None,
         publisher: Publisher | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        call_data: Callable[[], CallDataStore] | None = None,
     ) -> None:
         self._book = book
         self._submit = submit
         self._trails = trails  # built on first use: Table Storage, only when events are on
         self._publisher = publisher
         self._clock = clock
+        self._call_data = call_data  # built on first use: only flows with data read it
 
     def answer(self, flow: str, query: Fields, form: Fields, base: str) -> str:
         """The TwiML for one webhook of `flow`; SettingsError when the book is unusable."""
         book = self._book()
         event = CallEvent.from_webhook(flow, query, form)
-        rendered = render(book, event, CallUrls.for_base(base))
+        rendered = self._render(book, event, base)
         _log(event, rendered)
         for sms in rendered.sms:
             self._queue_sms(sms, event)
@@ -82,6 +89,59 @@ class FlowCalls:
             self._complete(self._store(), sid, STATUS_CALLBACK, call_status)
         except Exception as exc:  # a status callback has nothing to retry: log it
             _trail_failed(sid, STATUS_CALLBACK, exc)
+
+    def forget_data(self, data_id: str | None, call_status: str) -> None:
+        """A call status callback: once the call is over, its data is deleted (it was kept
+        for the call's webhooks only). Failures are logged, never raised; what is left is
+        purged by age (docs/flows.md)."""
+        if call_status not in FINAL_CALL_STATUSES or not is_data_id(data_id):
+            return
+        assert data_id is not None  # is_data_id says so
+        try:
+            self._data_store().forget(data_id)
+        except Exception as exc:  # a status callback has nothing to retry: log it
+            log_event(
+                logger, "call_data_not_deleted", logging.WARNING, function="status_callback",
+                data=data_id, error=type(exc).__name__,
+            )  # fmt: skip
+
+    def _render(self, book: FlowBook, event: CallEvent, base: str) -> Rendered:
+        """The answer, with the call's data when its flow declares data."""
+        flow = book.flow(event.flow)
+        if flow is None or flow.data is None:
+            return render(book, event, CallUrls.for_base(base))
+        data = self._data_of(flow, event.data_id)
+        if isinstance(data, str):
+            return apology(data)
+        return render(book, event, CallUrls.for_base(base, event.data_id), data)
+
+    def _data_of(self, flow: Flow, data_id: str | None) -> dict[str, str] | str:
+        """What the call's placeholders say, or the problem that stops the call.
+
+        The values were checked when the call was requested; they are checked again against
+        the flow as it is now, in case a deployment changed its data since.
+        """
+        assert flow.data is not None
+        if not is_data_id(data_id):
+            return f"flow {flow.id!r} needs data, and the URL names none"
+        assert data_id is not None  # is_data_id says so
+        try:
+            found = self._data_store().get(data_id)
+        except Exception as exc:  # the caller is on the line: an apology, not a 5xx
+            return f"the call's data could not be read: {type(exc).__name__}"
+        if found is None:
+            return "the call's data is gone (deleted or purged)"
+        if found.flow != flow.id:
+            return f"the call's data was checked for flow {found.flow!r}, not {flow.id!r}"
+        try:
+            return flow.data.texts(flow.data.check(found.values))
+        except InvalidInputError as exc:
+            return f"the call's data no longer fits flow {flow.id!r}: {exc.message}"
+
+    def _data_store(self) -> CallDataStore:
+        if self._call_data is None:
+            raise SettingsError("no store for the data of calls is configured")
+        return self._call_data()
 
     def _follow(self, event: CallEvent, rendered: Rendered) -> None:
         """Keep this webhook in the call's trail; publish the event when the flow ended."""
@@ -137,6 +197,7 @@ class FlowCalls:
         """
         command: dict[str, object] = {
             "kind": "sms", "to": sms.to, "body": sms.body, "idempotency_key": sms.idempotency_key,
+            "quiet_hours": NOT_QUIET,  # the caller is on the line: not deferred to the morning
         }  # fmt: skip
         fields: dict[str, Any] = {
             "function": "voice_url", "CallSid": event.call_sid, "key": sms.idempotency_key,

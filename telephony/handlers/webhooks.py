@@ -58,6 +58,8 @@ def _status(container: Container, params: FormParams, req: func.HttpRequest) -> 
     if callback.fields["CallSid"]:
         # A final CallStatus ends a call's flow that no answer ended (never raises).
         container.flow_calls.call_ended(callback.sid, callback.status)
+        # The call's data (its id is in the signed URL) is deleted once the call is over.
+        container.flow_calls.forget_data(req.params.get("data"), callback.status)
     if callback.key:  # set by the queued-send path; signed with the URL
         record = container.outbound.apply_status(
             callback.key, callback.status, callback.sid, callback.error_code

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, time, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from telephony import schemas
 from telephony.config.settings import url_host_allowed
 from telephony.errors import CommandRejectedError, InvalidInputError
-from telephony.phone import check_destination, parse_e164
+from telephony.phone import check_destination, parse_e164, split_address
+
+if TYPE_CHECKING:
+    from telephony.flows.data import DataSchema
 
 SCHEDULE_MIN = timedelta(minutes=15)  # Twilio's window for scheduled messages
 SCHEDULE_MAX = timedelta(days=35)
@@ -74,6 +77,8 @@ class CommandRules:
     # The TwiML a call's `say` becomes (the TwiML adapter); None: its size is not checked.
     render_say: Callable[[str], str] | None = None
     allowed_url_hosts: Collection[str] | None = None
+    # The `data` a flow declares (None: it takes none); None here: data is not checked.
+    flow_data_schema: Callable[[str], DataSchema | None] | None = None
 
 
 def decode_message(text: str) -> tuple[object, str | None]:
@@ -102,12 +107,13 @@ def parse_command(
         _validate_schema(document)
         assert isinstance(document, dict)
         command = _build(document, key)
-        check_destination(command.to, rules.allowed_regions, "to")
+        # A WhatsApp message reaches the number after the prefix: the same guard applies.
+        check_destination(split_address(command.to)[1], rules.allowed_regions, "to")
         _check_twiml(command.twiml, rules)
         _check_url(command.url, rules)
         _check_say(command.say, rules)
         _check_schedule(command, rules, now)
-        _check_flow(command, rules)
+        command = _check_flow(command, rules)
     except CommandRejectedError:
         raise
     except InvalidInputError as exc:
@@ -191,6 +197,8 @@ def _validate_schema(document: object) -> None:
     given = [name for name in CALL_CONTENT if kind == "call" and name in document]
     if len(given) > 1:
         raise InvalidInputError(f"give at most one of {', '.join(CALL_CONTENT)}", given[1])
+    if kind == "call":
+        _check_voice_only(document)
     # Validate against the branch the kind names, so errors speak of that kind only.
     from jsonschema.exceptions import best_match
 
@@ -202,14 +210,42 @@ def _validate_schema(document: object) -> None:
         )
 
 
-def _build(document: dict[str, Any], key: str) -> OutboundCommand:
-    to = parse_e164(document["to"], "to")
+def _check_voice_only(document: Mapping[str, object]) -> None:
+    """A call is placed on the phone network: a WhatsApp address is refused in the words
+    of the problem, not as a mismatched pattern."""
+    for field, direction in (("to", "go to"), ("from", "come from")):
+        value = document.get(field)
+        if isinstance(value, str) and split_address(value)[0]:
+            message = f"{field} must be an E.164 number such as +15558675310"
+            raise InvalidInputError(f"{message} (calls cannot {direction} WhatsApp)", field)
+
+
+def _address(value: str, field: str) -> str:
+    """An E.164 number, or a WhatsApp address whose number is one; the prefix is kept."""
+    channel, number = split_address(value)
+    return channel + parse_e164(number, field)
+
+
+def _sender(document: Mapping[str, Any], to: str) -> str | None:
+    """`from`, on the channel of `to`: Twilio sends a message on one channel only."""
     sender = document.get("from")
+    if sender is None:
+        return None
+    sender = _address(sender, "from")
+    channel = split_address(to)[0]
+    if split_address(sender)[0] != channel:
+        like = "a WhatsApp address such as whatsapp:" if channel else "an E.164 number such as "
+        raise InvalidInputError(f"from must be {like}+15017122661, on the channel of to", "from")
+    return sender
+
+
+def _build(document: dict[str, Any], key: str) -> OutboundCommand:
+    to = _address(document["to"], "to")
     return OutboundCommand(
         kind=document["kind"],
         to=to,
         idempotency_key=key,
-        from_=parse_e164(sender, "from") if sender is not None else None,
+        from_=_sender(document, to),
         body=document.get("body"),
         media_urls=tuple(document.get("media_urls", ())),
         send_at=_timestamp(document["send_at"]) if "send_at" in document else None,
@@ -333,8 +369,19 @@ def _check_say(say: str | None, rules: CommandRules) -> None:
         )
 
 
-def _check_flow(command: OutboundCommand, rules: CommandRules) -> None:
-    if command.flow is None or rules.flow_exists is None:
-        return
-    if not rules.flow_exists(command.flow):
+def _check_flow(command: OutboundCommand, rules: CommandRules) -> OutboundCommand:
+    """The command, its flow checked; with the flow's data, checked (`{}` when none was
+    given, so that a call to a flow with data always has a row to read)."""
+    if command.flow is None:
+        return command
+    if rules.flow_exists is not None and not rules.flow_exists(command.flow):
         raise InvalidInputError(f"flow {command.flow} is not defined in CALL_FLOWS_FILE", "flow")
+    if rules.flow_data_schema is None:
+        return command
+    schema = rules.flow_data_schema(command.flow)
+    if schema is None:
+        if command.data is not None:
+            raise InvalidInputError(f"flow {command.flow} takes no data", "data")
+        return command
+    # Bounded (size, values) before the flow's schema runs; errors name data.<name>.
+    return replace(command, data=schema.check(command.data or {}))

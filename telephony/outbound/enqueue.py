@@ -2,6 +2,8 @@
 
     python -m telephony.outbound.enqueue sms +15558675310 "Your order shipped" [--key order-42]
     python -m telephony.outbound.enqueue call +15558675310 --say "Your code is 1 2 3 4"
+    python -m telephony.outbound.enqueue call +15558675310 --flow appointment-reminder \
+        --data '{"time": "tomorrow at 10 AM", "place": "12 Elm Street"}'
 
 Uses the app's settings: AzureWebJobsStorage (or the identity-based service URIs) and
 OUTBOUND_QUEUE_NAME. The command is validated against the published schema first, so a
@@ -52,9 +54,20 @@ def _arguments(argv: Sequence[str] | None) -> dict[str, Any]:
     parser.add_argument("--url", help="call: https URL of TwiML (a host of ALLOWED_URL_HOSTS)")
     parser.add_argument("--twiml", help="call: a <Response> document")
     parser.add_argument("--flow", help="call: a flow of CALL_FLOWS_FILE (docs/flows.md)")
+    parser.add_argument("--data", type=_json_object, help="call: the flow's data, a JSON object")
     parser.add_argument("--key", dest="idempotency_key", help="idempotency key")
     args = vars(parser.parse_args(argv))
     return {"from" if k == "from_" else k: v for k, v in args.items() if v is not None}
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("not JSON") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("not a JSON object")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

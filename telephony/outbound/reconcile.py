@@ -6,9 +6,10 @@ record short of its final status for ever; an event a sink refused waits in an o
 scan of the records; telephony/adapters/tables.py says how), and for each record
 - with a Twilio SID and no final status RECONCILE_AFTER_MINUTES after its send: fetches the
   message or call and advances the record, forward only (as a callback would);
-- claimed by a worker whose lease ran out that long ago, or retrying with no retry since:
-  settles it `in_doubt` or `poison`, as the worker would have (still resendable when the
-  message does come back: telephony/outbound/service.py's RETRYABLE);
+- claimed by a worker whose lease ran out that long ago, retrying with no retry since, or
+  deferred by quiet hours and not back that long after its time: settles it `in_doubt` or
+  `poison`, as the worker would have (still resendable when the message does come back:
+  telephony/outbound/service.py's RETRYABLE);
 - with events in its outbox: publishes them;
 and publishes staged events whose change happened. A run is bounded in records and time,
 and safe to run twice at once: every write is ETag-conditional, and an event published
@@ -30,6 +31,7 @@ from telephony.events.publisher import EventOutbox, Publisher
 from telephony.logs import log_event
 from telephony.outbound.records import (
     CLAIMED,
+    DEFERRED,
     FINAL,
     IN_DOUBT,
     POISON,
@@ -185,6 +187,10 @@ class Reconciler:
         if record.status == RETRYING and now - record.updated_at > self._after:
             reason = "no retry came: the message is on the poison queue or was removed"
             return replace(record, status=POISON, reason=reason, updated_at=now)
+        overdue = record.lease_until is not None and now > record.lease_until + self._after
+        if record.status == DEFERRED and overdue:
+            reason = "the deferred message did not come back: on the poison queue, or removed"
+            return replace(record, status=POISON, reason=reason, updated_at=now, lease_until=None)
         return record
 
     def _staged(self, staged: StagedEvent, report: RunReport) -> None:

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 from urllib.parse import quote
 
-from telephony.errors import RecordChangedError
+from telephony.errors import RecordChangedError, twilio_code_reason
 from telephony.events import DELIVERY_UPDATED
 from telephony.events.model import OutcomeEvent, fact_id, utc_text
 from telephony.events.publisher import OUTBOX_GRACE
@@ -28,6 +28,7 @@ REJECTED = "rejected"  # the command can never be sent as it is
 FAILED = "failed"  # Twilio refused it for good (or reported it failed)
 POISON = "poison"  # transient failures until maxDequeueCount; moved to the poison queue
 IN_DOUBT = "in_doubt"  # Twilio may or may not have accepted it; an operator decides
+DEFERRED = "deferred"  # quiet hours: back on the queue until `lease_until`, then sent
 
 # Rank of each status: a record only moves to a higher rank. Equal ranks are alternatives
 # (delivered vs undelivered), so the first one reported stands.
@@ -35,6 +36,7 @@ _RANK = {
     PENDING: 0,
     CLAIMED: 1,
     RETRYING: 1,
+    DEFERRED: 1,
     "accepted": 2,
     "scheduled": 2,
     "queued": 3,
@@ -67,6 +69,8 @@ INTERNAL = frozenset({PENDING, CLAIMED})
 # How long reconcile keeps asking Twilio about a record that never reaches a final status
 # (some carriers never report delivery, so `sent` can be the last word).
 TRACK_FOR = timedelta(days=3)
+# Statuses a key moves between before its send: claimed, released, deferred, claimed again.
+_UNSENT = frozenset({CLAIMED, RETRYING, DEFERRED})
 
 
 def is_known_status(status: str) -> bool:
@@ -77,8 +81,8 @@ def moves_forward(current: str, new: str) -> bool:
     """True when `new` may replace `current`; unknown statuses never move a record."""
     if new not in _RANK or current not in _RANK:
         return False
-    if current in (CLAIMED, RETRYING) and new in (CLAIMED, RETRYING):
-        return True  # a retry re-claims, a failed attempt releases
+    if current in _UNSENT and new in _UNSENT:
+        return True  # a retry re-claims, a failed attempt releases, quiet hours defer
     return _RANK[new] > _RANK[current]
 
 
@@ -96,11 +100,14 @@ class DeliveryRecord:
     twilio_sid: str | None = None
     error_code: int | None = None
     reason: str | None = None
+    # A claim's lease; for a deferred record, the time it was deferred to (not sent before).
     lease_until: datetime | None = None
     # Events of this record's changes that no sink has confirmed yet (the outbox).
     outbox: tuple[OutcomeEvent, ...] = ()
     # When reconcile should look at the record next; None: it needs no looking after.
     check_after: datetime | None = None
+    # How often quiet hours deferred the key: bounded, so a bad clock cannot loop for ever.
+    deferrals: int = 0
     etag: str | None = field(default=None, compare=False)
 
     def advanced(self, status: str, now: datetime, **changes: object) -> DeliveryRecord:
@@ -206,10 +213,13 @@ class Tracking:
         return replace(after, check_after=self.next_check(after, now))
 
     def next_check(self, record: DeliveryRecord, now: datetime) -> datetime | None:
-        """Soon for unpublished events; else `after` from the send (or from now, once it
-        has passed) while the record is short of a final status, for TRACK_FOR at most."""
+        """Soon for unpublished events; `after` past the time a deferred record's message is
+        due back; else `after` from the send (or from now, once it has passed) while the
+        record is short of a final status, for TRACK_FOR at most."""
         if record.outbox:
             return now + OUTBOX_GRACE
+        if record.status == DEFERRED and record.lease_until is not None:
+            return max(record.lease_until, now) + self.after  # its message is back by then
         if record.status in FINAL or now - record.created_at > TRACK_FOR:
             return None
         later = record.created_at + self.after
@@ -231,12 +241,17 @@ def apply_callback(
         return record  # a callback about another resource never moves this record
     if record.status in NEVER_SENT:
         return record  # nothing was sent under this key: no callback can be about it
+    # A WhatsApp message outside the 24-hour window fails after Twilio accepted it (63016).
+    reason = twilio_code_reason(error_code) or record.reason
     if record.status in ATTEMPTED and is_known_status(status):
         # Twilio calling back proves it accepted an attempt we could not confirm: the
         # doubt is resolved, and the key has had its send.
         sid = sid or record.twilio_sid
-        return replace(record, status=status, twilio_sid=sid, error_code=error_code, updated_at=now)
-    moved = record.advanced(status, now, error_code=error_code or record.error_code)
+        return replace(
+            record, status=status, twilio_sid=sid, error_code=error_code, reason=reason,
+            updated_at=now,
+        )  # fmt: skip
+    moved = record.advanced(status, now, error_code=error_code or record.error_code, reason=reason)
     if sid and moved.twilio_sid is None:
         moved = replace(moved, twilio_sid=sid, updated_at=now)
     return moved

@@ -6,6 +6,7 @@ tests speak only these types, so no service imports the SDK.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
@@ -25,7 +26,9 @@ class OutboundCall:
 
 @dataclass(frozen=True)
 class OutboundSms:
-    """A message to send (scheduled when send_at is set)."""
+    """A message to send (scheduled when send_at is set). `to` and `from_` are E.164 numbers
+    or WhatsApp addresses (whatsapp:+E164); a Content template (content_sid, filled with
+    content_variables) stands in for body; Twilio drops it after validity_period seconds."""
 
     to: str
     from_: str | None
@@ -34,6 +37,9 @@ class OutboundSms:
     media_urls: tuple[str, ...]
     status_callback: str | None
     send_at: datetime | None = None
+    content_sid: str | None = None
+    content_variables: Mapping[str, str] | None = None
+    validity_period: int | None = None
 
 
 @dataclass(frozen=True)

@@ -144,6 +144,13 @@ def describe(error: Any, where: str, yaml: bool = False, document: str = "the do
     if kind == "required":
         missing = _named_field(error)[0]
         return f"{where}.{missing} is required" if where else f"{missing} is required"
+    if kind == "dependentRequired" and _named_field(error):
+        given = _named_field(error)[0]
+        needed = _dependency(error, given)
+        return f"{where}.{given} needs {needed}" if where else f"{given} needs {needed}"
+    if kind == "not" and _exclusive(error):
+        choice = "at most one of " + ", ".join(_exclusive(error))
+        return f"{where} takes {choice}" if where else f"give {choice}"
     if kind == "type":
         hint = YAML_HINT if yaml and isinstance(error.instance, bool | int | float) else ""
         return f"{subject} must be of type {_either(value)}{hint}"
@@ -164,6 +171,26 @@ def _named_field(error: Any) -> list[str]:
         return sorted(set(error.instance) - set(error.schema.get("properties", {})))
     if error.validator == "required" and isinstance(error.instance, dict):
         return [name for name in error.validator_value if name not in error.instance][:1]
+    if error.validator == "dependentRequired" and isinstance(error.instance, dict):
+        return [name for name in error.validator_value if _dependency(error, name)][:1]
+    if error.validator == "not":
+        return _exclusive(error)[1:]  # the first may stand; the others are one too many
+    return []
+
+
+def _dependency(error: Any, name: str) -> str | None:
+    """The first field that `name`, given, needs and a dependentRequired error finds missing."""
+    if name not in error.instance:
+        return None
+    needs = error.validator_value.get(name, [])
+    return next((str(need) for need in needs if need not in error.instance), None)
+
+
+def _exclusive(error: Any) -> list[str]:
+    """The fields a {"not": {"required": [...]}} forbids together, as the schema lists them."""
+    refused = error.validator_value
+    if isinstance(refused, dict) and refused.keys() == {"required"}:
+        return [str(name) for name in refused["required"]]
     return []
 
 

@@ -23,6 +23,7 @@ from telephony.errors import CommandRejectedError, RecipientOptedOutError
 from telephony.events import SMS_RECEIVED
 from telephony.events.model import OutcomeEvent, fact_id, utc_text
 from telephony.logs import log_event
+from telephony.outbound.quiet import NOT_QUIET
 from telephony.sms.keywords import KeywordKind, keyword_of
 from telephony.sms.optouts import (
     ConsentEvent,
@@ -30,6 +31,7 @@ from telephony.sms.optouts import (
     OptOutStore,
     TimeSource,
     consent_changed_event,
+    consent_number,
 )
 
 if TYPE_CHECKING:
@@ -302,13 +304,18 @@ class SmsResponder:
         return (created, "twilio") if created is not None else (received, "received")
 
     def _forward_one(self, message: InboundSms, number: str, position: int) -> None:
-        if message.sid is None or number in (message.to, message.from_):
+        ends = (consent_number(message.to), consent_number(message.from_))
+        if message.sid is None or number in ends:
             # Without a MessageSid there is no key that survives a retry; forwarding to
-            # our own number would loop, and to the sender would echo.
+            # our own number would loop, and to the sender would echo (on any channel:
+            # a WhatsApp message's addresses carry the numbers after whatsapp:).
             log_event(logger, "sms_forward_skipped", logging.WARNING, to=number, sid=message.sid)
             return
         key = forward_key(message.sid, position)
-        command = {"kind": "sms", "to": number, "body": forward_text(message)}
+        command = {
+            "kind": "sms", "to": number, "body": forward_text(message),
+            "quiet_hours": NOT_QUIET,  # it answers a message that just came in
+        }  # fmt: skip
         try:
             self._forward({**command, "idempotency_key": key})
         except (RecipientOptedOutError, CommandRejectedError) as exc:

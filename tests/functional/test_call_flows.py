@@ -18,9 +18,11 @@ import pytest
 from defusedxml import ElementTree
 
 from telephony.container import Container
+from telephony.flows.data import CallData, call_data_id
 from tests.app_client import APP_URL, body_json, post_json, signed_post
 from tests.conftest import AppFactory
 from tests.fakes import MemoryStore, ScriptedSender
+from tests.flow_fakes import MemoryCallData
 
 VOICE = f"{APP_URL}/api/voice_url"
 CALLER = "+15558675310"
@@ -28,6 +30,10 @@ OUR_NUMBER = "+15017122661"
 INBOUND = {"CallSid": "CA" + "5" * 32, "From": CALLER, "To": OUR_NUMBER, "Direction": "inbound"}
 # A call the app placed (make_call or a queued call): Twilio's From is our number.
 PLACED = {"CallSid": "CA" + "6" * 32, "From": OUR_NUMBER, "To": CALLER, "Direction": "outbound-api"}
+# A reminder the app placed: its data is kept under this id (the URL has nothing else).
+REMINDER_DATA = {"time": "tomorrow at 10 AM", "place": "12 Elm Street"}
+REMINDER_ID = call_data_id("remind-42")
+REMINDER = f"{VOICE}?flow=appointment-reminder&data={REMINDER_ID}"
 
 
 class MemoryQueue:
@@ -48,7 +54,10 @@ def with_memory_outbound(
 ) -> MemoryQueue:
     """Install the app with an in-memory queue and delivery store (no Azurite here)."""
     queue = queue or MemoryQueue()
-    parts = {"deliveries": MemoryStore(), "sender": ScriptedSender(), "enqueue": queue.send_message}
+    call_data = MemoryCallData()  # with the data of a reminder the app placed
+    call_data.put(REMINDER_ID, CallData("appointment-reminder", REMINDER_DATA))
+    parts = {"deliveries": MemoryStore(), "sender": ScriptedSender(), "enqueue": queue.send_message,
+             "call_data": call_data}  # fmt: skip
     app_env(parts, **settings)
     return queue
 
@@ -175,8 +184,6 @@ def test_a_key_without_a_branch_asks_again(ivr: Container) -> None:
 
 # --- appointment-reminder: a call the app placed; 1 confirms, 2 cancels, by SMS too ------
 
-REMINDER = f"{VOICE}?flow=appointment-reminder"
-
 
 @pytest.fixture
 def queue(app_env: AppFactory) -> MemoryQueue:
@@ -190,10 +197,12 @@ def test_the_reminder_asks_to_confirm_or_cancel(queue: MemoryQueue) -> None:
 
 
 CONFIRMED = (
-    "Your Owl Clinic appointment tomorrow at 10 AM is confirmed. To change it, call +15017122661."
+    "Your Owl Clinic appointment tomorrow at 10 AM at 12 Elm Street is confirmed. "
+    "To change it, call +15017122661."
 )
 CANCELLED = (
-    "Your Owl Clinic appointment tomorrow at 10 AM is cancelled. Call +15017122661 to book again."
+    "Your Owl Clinic appointment tomorrow at 10 AM at 12 Elm Street is cancelled. "
+    "Call +15017122661 to book again."
 )
 
 

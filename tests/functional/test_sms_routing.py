@@ -70,7 +70,7 @@ def test_prefix_rule_replies_and_forwards_the_message(app: SmsApp) -> None:
     )
     assert app.forwards == [
         {"kind": "sms", "to": DESK, "body": f"From {CUSTOMER}: Order 1234 where is it?",
-         "idempotency_key": f"{SID}-forward-1"},
+         "quiet_hours": {"start": "00:00", "end": "00:00"}, "idempotency_key": f"{SID}-forward-1"},
     ]  # fmt: skip
 
 

@@ -35,6 +35,7 @@ ALLOWED_ASSIGNMENTS = {
     ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "deliveriesTable"): "Storage Table Data Contributor",
     ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "optoutsTable"): "Storage Table Data Contributor",
     ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "callTrailsTable"): "Storage Table Data Contributor",
+    ("0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3", "callDataTable"): "Storage Table Data Contributor",
     ("4633458b-17de-408a-b874-0445c86b69e6", "vault"): "Key Vault Secrets User",
     ("3913510d-42f4-4e42-8a64-420c390055eb", "applicationInsights"): "Monitoring Metrics Publisher",
 }
@@ -59,6 +60,7 @@ STORAGE_CHILD_SCOPES = {
     "deliveriesTable": (TABLE, "deliveriesTableName", "deliveriesTable"),
     "optoutsTable": (TABLE, "optoutsTableName", "optoutsTable"),
     "callTrailsTable": (TABLE, "callTrailsTableName", "callTrailsTable"),
+    "callDataTable": (TABLE, "callDataTableName", "callDataTable"),
 }
 # Broad roles that must never appear anywhere under infra/, named for a readable failure.
 FORBIDDEN_ROLES = {
@@ -130,12 +132,15 @@ def test_storage_has_the_outbound_queue_its_poison_queue_the_events_queue_and_th
 
     # The host names the poison queue <queue>-poison.
     assert queues == {"outboundQueueName", "${outboundQueueName}-poison", "eventsQueueName"}
-    assert tables == {"deliveriesTableName", "optoutsTableName", "callTrailsTableName"}
+    assert tables == {
+        "deliveriesTableName", "optoutsTableName", "callTrailsTableName", "callDataTableName",
+    }  # fmt: skip
     assert params["outboundQueueName"] == "outboundQueueName"
     assert params["eventsQueueName"] == "eventsQueueName"
     assert params["deliveriesTableName"] == "deliveriesTableName"
     assert params["optoutsTableName"] == "optoutsTableName"
     assert params["callTrailsTableName"] == "callTrailsTableName"
+    assert params["callDataTableName"] == "callDataTableName"
 
 
 def test_host_storage_is_reached_by_identity_only() -> None:

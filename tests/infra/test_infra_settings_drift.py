@@ -82,3 +82,4 @@ def test_names_shared_with_the_code_have_the_code_defaults() -> None:
     assert names["outboundQueueName"] == SETTINGS_BY_NAME["OUTBOUND_QUEUE_NAME"].default
     assert names["deliveriesTableName"] == SETTINGS_BY_NAME["DELIVERIES_TABLE_NAME"].default
     assert names["optoutsTableName"] == SETTINGS_BY_NAME["OPTOUTS_TABLE_NAME"].default
+    assert names["callDataTableName"] == SETTINGS_BY_NAME["CALL_DATA_TABLE_NAME"].default

@@ -35,7 +35,7 @@ def test_enqueue_puts_raw_json_with_a_key(queue: QueueClient) -> None:
 def test_enqueue_refuses_an_invalid_command(queue: QueueClient) -> None:
     with pytest.raises(CommandRejectedError) as info:
         enqueue({"kind": "sms", "to": "+15558675310"})
-    assert "body or media_urls" in info.value.message
+    assert "body, media_urls or content_sid" in info.value.message
     assert queue.get_queue_properties().approximate_message_count == 0
 
 
@@ -49,3 +49,16 @@ def test_command_line(queue: QueueClient, capsys: pytest.CaptureFixture[str]) ->
     }  # fmt: skip
     assert main(["sms", "+1555", "hello"]) == 2
     assert "invalid command" in capsys.readouterr().err
+
+
+def test_command_line_with_a_flow_and_its_data(
+    queue: QueueClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data = {"time": "tomorrow at 10 AM", "place": "12 Elm Street"}
+    argv = ["call", "+15558675310", "--flow", "appointment-reminder", "--data", json.dumps(data)]
+    assert main(argv) == 0
+    [message] = queue.receive_messages()
+    assert json.loads(message.content)["data"] == data
+    with pytest.raises(SystemExit):
+        main(["call", "+15558675310", "--flow", "appointment-reminder", "--data", "[1]"])
+    assert "not a JSON object" in capsys.readouterr().err

@@ -26,6 +26,7 @@ from telephony.events import CALL_COMPLETED
 from telephony.events.model import fact_id
 from telephony.events.publisher import Publisher
 from telephony.flows import CallEvent, CallUrls, FlowBook, load_flow_book, parse_flow_document
+from telephony.flows.data import CallData, call_data_id
 from telephony.flows.render import END_OF_FLOW, HANGUP, REDIRECT, REJECT, render
 from telephony.flows.trail import (
     LIST_BUDGET,
@@ -38,7 +39,7 @@ from telephony.flows.trail import (
 )
 from telephony.flows.voice import FlowCalls
 from tests.fakes import Clock, MemorySink, MemoryStore
-from tests.flow_fakes import MemoryCallTrails
+from tests.flow_fakes import MemoryCallData, MemoryCallTrails
 
 SHIPPED = load_flow_book(Path(__file__).resolve().parents[2] / "flows" / "call-flows.yaml")
 BASE = "https://calls.example.net"
@@ -79,16 +80,23 @@ class Call:
         self.publisher = Publisher(
             [self.sink] if events else [], "urn:test", lambda: self.outbox, self.clock
         )
+        self.call_data = MemoryCallData()
         self.flows = FlowCalls(
-            lambda: book, self._submit, lambda: self.trails, self.publisher, self.clock
-        )
+            lambda: book, self._submit, lambda: self.trails, self.publisher, self.clock,
+            call_data=lambda: self.call_data,
+        )  # fmt: skip
         self.root: Element | None = None
 
     def _submit(self, command: dict[str, object]) -> tuple[object, bool]:
         return command, True
 
-    def start(self, flow: str) -> Element:
-        return self.post(URLS.flow(flow))
+    def start(self, flow: str, data: dict[str, Any] | None = None) -> Element:
+        """The call's first webhook; with `data`, kept as a placed call's would be."""
+        if data is None:
+            return self.post(URLS.flow(flow))
+        data_id = call_data_id(self.call["CallSid"])
+        self.call_data.put(data_id, CallData(flow, data))
+        return self.post(URLS.flow(flow, data_id))
 
     def post(self, url: str, **form: str) -> Element:
         query = dict(parse_qsl(urlsplit(url).query))
@@ -272,7 +280,7 @@ def test_a_redirect_out_of_the_app_and_a_reject_end_the_flow() -> None:
 def test_a_call_the_app_placed_names_its_parties_as_twilio_gave_them() -> None:
     placed = {"CallSid": SID, "From": OUR_NUMBER, "To": CALLER, "Direction": "outbound-api"}
     call = Call(call=placed)
-    call.start("appointment-reminder")
+    call.start("appointment-reminder", {"time": "tomorrow at 10 AM", "place": "12 Elm Street"})
     call.press("1")
     data = call.event()
     assert (data["from"], data["to"], data["direction"]) == (OUR_NUMBER, CALLER, "outbound-api")

@@ -15,9 +15,10 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "outbound.md"
 
 
 def examples() -> list[dict[str, object]]:
-    block = re.search(r"<!-- examples.*?-->(.*?)<!-- /examples -->", DOC.read_text(), re.S)
-    assert block
-    return [json.loads(code) for code in re.findall(r"```json\n(.*?)```", block.group(1), re.S)]
+    blocks = re.findall(r"<!-- examples.*?-->(.*?)<!-- /examples -->", DOC.read_text(), re.S)
+    assert blocks
+    codes = [code for block in blocks for code in re.findall(r"```json\n(.*?)```", block, re.S)]
+    return [json.loads(code) for code in codes]
 
 
 def test_schema_is_a_valid_draft_2020_12_schema() -> None:

@@ -21,6 +21,7 @@ from telephony.errors import (
     TwilioUnavailableError,
 )
 from telephony.outbound.commands import CommandRules
+from telephony.outbound.quiet import NOT_QUIET
 from telephony.outbound.sender import SenderDefaults
 from telephony.outbound.service import OutboundService, SendOutcome
 from telephony.sms.keywords import keyword_of
@@ -176,10 +177,12 @@ def test_forwards_are_queued_with_keys_from_the_message_sid() -> None:
     assert r.respond("I want a refund") is None
     assert r.queued == [
         {"kind": "sms", "to": DESK, "body": f"From {CUSTOMER}: I want a refund",
-         "idempotency_key": f"{SID}-forward-1"},
+         "quiet_hours": NOT_QUIET, "idempotency_key": f"{SID}-forward-1"},
         {"kind": "sms", "to": "+15551230002", "body": f"From {CUSTOMER}: I want a refund",
-         "idempotency_key": f"{SID}-forward-2"},
+         "quiet_hours": NOT_QUIET, "idempotency_key": f"{SID}-forward-2"},
     ]  # fmt: skip
+    # a forward answers a message that just came in: QUIET_HOURS never defers it
+    assert NOT_QUIET["start"] == NOT_QUIET["end"]
 
 
 def test_a_retried_webhook_derives_the_same_keys() -> None:
