@@ -2,9 +2,10 @@
 
 Runs against `make run` (or `func start`) on http://127.0.0.1:7071 and its local peers:
 signs an inbound SMS as Twilio would, places a call, queues an SMS and follows its record
-until a signed status callback marks it delivered, then reads the outcome events of that
-SMS from the events queue on Azurite (`DEMO_STORAGE`: its connection string, when `make run`
-was given other storage ports).
+until a signed status callback marks it delivered, reads the outcome events of that SMS
+from the events queue on Azurite (`DEMO_STORAGE`: its connection string, when `make run`
+was given other storage ports), queues a WhatsApp message, and queues a call flow with its
+data, answering the flow's first webhook as Twilio would.
 """
 
 from __future__ import annotations
@@ -83,6 +84,29 @@ def queue_sms() -> str:
     return key
 
 
+def queue(command: dict[str, Any]) -> str:
+    key = f"demo-{uuid.uuid4().hex[:8]}"
+    response = requests.post(
+        f"{APP}/api/messages", json={**command, "idempotency_key": key}, timeout=10
+    )
+    _expect(response, 202, "send_message")
+    return key
+
+
+def flow_call_says(key: str, token: str, public: str) -> str:
+    """What voice_url says first for the queued flow call `key`: Twilio is given the flow
+    and an opaque id of its data, never the data itself, in the URL it calls back."""
+    from defusedxml import ElementTree
+
+    from telephony.flows.data import call_data_id
+
+    url = f"{APP}/api/voice_url?flow=appointment-reminder&data={call_data_id(key)}"
+    params = {"CallSid": "CA" + uuid.uuid4().hex, "From": "+15005550006", "To": "+15558675310",
+              "Direction": "outbound-api"}  # fmt: skip
+    twiml = _expect(_signed_post(url, params, token, public), 200, "voice_url").text
+    return " ".join(e.text or "" for e in ElementTree.fromstring(twiml).iter("Say"))
+
+
 def record(key: str) -> dict[str, Any]:
     response = requests.get(f"{APP}/api/messages/{quote(key, safe='')}", timeout=10)
     body: dict[str, Any] = _expect(response, 200, "get_message").json()
@@ -147,6 +171,15 @@ def run() -> None:
     events = settings.get("EVENTS_QUEUE_NAME", "telephony-events")
     seen = published(key, {"queued", "delivered"}, events)
     print(f"5. events queue {events} -> telephony.delivery.updated for {key}: {', '.join(seen)}")
+    whatsapp = queue({"kind": "sms", "to": "whatsapp:+15558675310", "body": "Your table is ready"})
+    sent = wait_for(whatsapp, {"queued", "accepted", "sent", "delivered"})
+    print(f"6. POST /api/messages (WhatsApp) -> {whatsapp} to {sent['to']} is {sent['status']}")
+    data = {"time": "tomorrow at 10 AM", "place": "12 Elm Street"}
+    reminder = {"kind": "call", "to": "+15558675310", "flow": "appointment-reminder"}
+    flow_key = queue({**reminder, "data": data})
+    placed = wait_for(flow_key, {"queued", "initiated", "ringing", "in-progress", "completed"})
+    print(f"7. a flow call with data -> {flow_key} is {placed['status']}; voice_url says: "
+          f"{flow_call_says(flow_key, token, public)}")  # fmt: skip
 
 
 def main() -> int:

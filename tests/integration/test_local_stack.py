@@ -83,6 +83,8 @@ def test_make_run_serves_the_demo_and_stops_cleanly(
     assert re.search(r"demo-\w+ is queued as SM[0-9a-f]{32}", lines[2])
     assert lines[3].endswith("is delivered")
     assert re.search(r"telephony.delivery.updated for demo-\w+: queued, delivered$", lines[4])
+    assert re.search(r"\(WhatsApp\) -> demo-\w+ to whatsapp:\+1\*+10 is queued$", lines[5])
+    assert "reminder of your appointment tomorrow at 10 AM at 12 Elm Street" in lines[6]
     # WHEN the stack gets Ctrl-C, THEN it exits and every process it started is gone
     started = live_descendants(process.pid)
     assert len(started) >= 4  # the stack, Azurite, Prism, the function host
