@@ -183,6 +183,11 @@ class Container:
         source = self.settings.public_base_url or "urn:telephony:local"
         return Publisher(self.event_sinks, source, lambda: self.reconcile_index, self.clock)
 
+    def webhook_publisher(self) -> Publisher | None:
+        """The publisher for the webhooks' events; None while events are off, so that a
+        webhook answered cold loads nothing of them."""
+        return self.publisher if self.event_sinks else None
+
     @part
     def reconcile_index(self) -> ReconcileIndex:
         """The index of what reconcile looks at, and the event outbox: the deliveries table."""
@@ -260,7 +265,10 @@ class Container:
         from telephony.sms.routing import SmsResponder
 
         return SmsResponder(
-            lambda: self.optouts, self.submit_command, self.clock, publisher=self.publisher
+            lambda: self.optouts,
+            self.submit_command,
+            self.clock,
+            publisher=self.webhook_publisher(),
         )
 
     @part
@@ -279,7 +287,7 @@ class Container:
         from telephony.flows.voice import FlowCalls
 
         return FlowCalls(
-            self.flow_book, self.submit_command, lambda: self.call_trails, self.publisher,
+            self.flow_book, self.submit_command, lambda: self.call_trails, self.webhook_publisher(),
             self.clock, call_data=lambda: self.call_data,
         )  # fmt: skip
 

@@ -27,7 +27,7 @@ from telephony.flows.trail import (
     is_flow_id,
 )
 from telephony.logs import log_event
-from telephony.outbound.quiet import NOT_QUIET
+from telephony.outbound import NOT_QUIET
 
 if TYPE_CHECKING:
     from telephony.events.publisher import Publisher

@@ -32,9 +32,6 @@ if TYPE_CHECKING:
 
     from telephony.outbound.commands import QuietHours
 
-# The window a command carries to opt out of the QUIET_HOURS default: start equal to end.
-NOT_QUIET = {"start": "00:00", "end": "00:00"}
-
 logger = logging.getLogger(__name__)
 
 # How far ahead the next allowed instant is looked for. The zones' windows repeat daily,

@@ -30,11 +30,13 @@ import hashlib
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Literal, Protocol
+from typing import TYPE_CHECKING, Literal, Protocol
 
 from telephony.errors import RecipientOptedOutError
 from telephony.events import OPTOUT_CHANGED
-from telephony.events.model import OutcomeEvent, fact_id, utc_text
+
+if TYPE_CHECKING:
+    from telephony.events.model import OutcomeEvent
 
 OPTED_OUT = "opted_out"  # the reason recorded on a send refused for an opted-out number
 
@@ -125,6 +127,8 @@ class MessageClock(Protocol):
 
 def consent_changed_event(event: ConsentEvent, source: str) -> OutcomeEvent:
     """telephony.optout.changed: `event` was kept; `source` says who found the keyword."""
+    from telephony.events.model import OutcomeEvent, fact_id, utc_text  # only with events on
+
     number = consent_number(event.number)
     state = "opted_out" if event.opted_out else "opted_in"
     return OutcomeEvent(

@@ -21,9 +21,8 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from telephony.errors import CommandRejectedError, RecipientOptedOutError
 from telephony.events import SMS_RECEIVED
-from telephony.events.model import OutcomeEvent, fact_id, utc_text
 from telephony.logs import log_event
-from telephony.outbound.quiet import NOT_QUIET
+from telephony.outbound import NOT_QUIET
 from telephony.sms.keywords import KeywordKind, keyword_of
 from telephony.sms.optouts import (
     ConsentEvent,
@@ -35,6 +34,7 @@ from telephony.sms.optouts import (
 )
 
 if TYPE_CHECKING:
+    from telephony.events.model import OutcomeEvent
     from telephony.events.publisher import Publisher
 
     # Only for types: the rules module (and its validation) loads with SMS_RULES_FILE.
@@ -180,6 +180,8 @@ def received_event(
     message: InboundSms, decision: SmsDecision, replied: bool, at: datetime
 ) -> OutcomeEvent:
     """telephony.sms.received: `message` was answered as `decision` says."""
+    from telephony.events.model import OutcomeEvent, fact_id, utc_text  # only with events on
+
     # Without a MessageSid (never from Twilio) the fact is named by what it says.
     name = message.sid or fact_id(message.from_, message.to, message.body, utc_text(at))
     return OutcomeEvent(

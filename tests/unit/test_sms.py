@@ -20,8 +20,8 @@ from telephony.errors import (
     StorageUnavailableError,
     TwilioUnavailableError,
 )
+from telephony.outbound import NOT_QUIET
 from telephony.outbound.commands import CommandRules
-from telephony.outbound.quiet import NOT_QUIET
 from telephony.outbound.sender import SenderDefaults
 from telephony.outbound.service import OutboundService, SendOutcome
 from telephony.sms.keywords import keyword_of
