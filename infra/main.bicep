@@ -83,6 +83,17 @@ param maximumInstanceCount int = 40
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 16
 
+@description('Private networking: a virtual network the app integrates with, and private endpoints for storage and Key Vault, whose public endpoints are then closed. The app stays public: Twilio calls its webhooks from the internet.')
+param vnetEnabled bool = true
+
+@description('Instances kept ready for the HTTP functions (the webhooks), billed while idle; 0: they scale from zero. See docs/deploy.md#networking.')
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyHttpInstances int = 1
+
+@description('Spread the app over availability zones (at least two always-ready instances per function group) and make its storage zone-redundant.')
+param zoneRedundant bool = false
+
 // Optional name overrides; empty means abbreviation + unique suffix.
 param resourceGroupName string = ''
 param functionAppName string = ''
@@ -103,7 +114,7 @@ var eventsQueueName = 'telephony-events'
 // evgt: the Cloud Adoption Framework's abbreviation for an Event Grid topic.
 var eventGridTopicName = 'evgt-${resourceToken}'
 
-resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+resource rg 'Microsoft.Resources/resourceGroups@2025-04-01' = {
   name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
   location: location
   tags: tags
@@ -126,6 +137,10 @@ module storage 'app/storage.bicep' = {
     name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
+    skuName: zoneRedundant ? 'Standard_GZRS' : 'Standard_GRS'
+    // Closed to the internet with a virtual network; without one, the layout before it.
+    publicNetworkAccess: vnetEnabled ? 'Disabled' : 'Enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
     deploymentContainerName: 'app-package'
     outboundQueueName: outboundQueueName
     eventsQueueName: eventsQueueName
@@ -143,9 +158,37 @@ module keyVault 'app/keyvault.bicep' = {
     name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
+    publicNetworkAccess: vnetEnabled ? 'disabled' : 'enabled'
+    networkDefaultAction: vnetEnabled ? 'Deny' : 'Allow'
     twilioAuthToken: twilioAuthToken
     twilioAuthTokenSecondary: twilioAuthTokenSecondary
     twilioApiKeySecret: twilioApiKeySecret
+  }
+}
+
+module network 'app/network.bicep' = if (vnetEnabled) {
+  name: 'network'
+  scope: rg
+  params: {
+    name: '${abbrs.networkVirtualNetworks}${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+// The outputs are read only when vnetEnabled, as the module itself exists only then; taking
+// them from the other modules makes the endpoints wait for the network, account and vault.
+module privateEndpoints 'app/private-endpoints.bicep' = if (vnetEnabled) {
+  name: 'private-endpoints'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    namePrefix: abbrs.networkPrivateEndpoints
+    virtualNetworkName: vnetEnabled ? network.outputs.name : ''
+    subnetName: vnetEnabled ? network.outputs.privateEndpointsSubnetName : ''
+    storageAccountName: storage.outputs.name
+    keyVaultName: keyVault.outputs.name
   }
 }
 
@@ -197,8 +240,12 @@ module rbac 'app/rbac.bicep' = {
 module api 'app/api.bicep' = {
   name: 'api'
   scope: rg
-  // The host reaches storage as soon as the app exists: grant the roles first.
-  dependsOn: [rbac]
+  // The host reaches storage as soon as the app exists: grant the roles first and, with a
+  // virtual network, let the private endpoints and their DNS records exist.
+  dependsOn: [
+    rbac
+    privateEndpoints
+  ]
   params: {
     name: appName
     planName: '${abbrs.webServerFarms}${resourceToken}'
@@ -212,6 +259,9 @@ module api 'app/api.bicep' = {
     instanceMemoryMB: instanceMemoryMB
     maximumInstanceCount: maximumInstanceCount
     httpPerInstanceConcurrency: httpPerInstanceConcurrency
+    alwaysReadyHttpInstances: alwaysReadyHttpInstances
+    zoneRedundant: zoneRedundant
+    virtualNetworkSubnetId: vnetEnabled ? network.outputs.appSubnetId : ''
     keyVaultUri: keyVault.outputs.uri
     outboundQueueName: storage.outputs.outboundQueueName
     eventsQueueName: storage.outputs.eventsQueueName

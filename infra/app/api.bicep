@@ -25,6 +25,20 @@ param maximumInstanceCount int = 40
 @maxValue(1000)
 param httpPerInstanceConcurrency int = 16
 
+// Instances kept running for the HTTP function group (the webhooks, make_call, messages), so
+// that Twilio's requests find a warm host. They are billed while idle: docs/deploy.md has the
+// cost, and when to set 0.
+@minValue(0)
+@maxValue(1000)
+param alwaysReadyHttpInstances int = 1
+
+// Spread the plan's instances over the region's availability zones. The storage account must
+// then be zone-redundant too (main.bicep passes Standard_GZRS to storage.bicep).
+param zoneRedundant bool = false
+
+// The subnet the app integrates with (network.bicep); empty: no virtual network.
+param virtualNetworkSubnetId string = ''
+
 // Non-secret settings of the app. Secrets are not here: the code reads them from Key Vault.
 param keyVaultUri string
 param outboundQueueName string
@@ -55,7 +69,7 @@ param quietHours string = ''
 param reconcileSchedule string = '0 */5 * * * *'
 param reconcileAfterMinutes string = '30'
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource storage 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
 
@@ -63,7 +77,11 @@ resource applicationInsights 'Microsoft.Insights/components@2020-02-02' existing
   name: applicationInsightsName
 }
 
-resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+// With zone redundancy the platform keeps at least two always-ready instances in every function
+// group, and refuses a configured count of one, so at least two are asked for then.
+var httpAlwaysReadyInstances = zoneRedundant ? max(alwaysReadyHttpInstances, 2) : alwaysReadyHttpInstances
+
+resource plan 'Microsoft.Web/serverfarms@2025-03-01' = {
   name: planName
   location: location
   tags: tags
@@ -74,10 +92,11 @@ resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
   }
   properties: {
     reserved: true
+    zoneRedundant: zoneRedundant
   }
 }
 
-resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
+resource functionApp 'Microsoft.Web/sites@2025-03-01' = {
   name: name
   location: location
   tags: union(tags, { 'azd-service-name': serviceName })
@@ -91,6 +110,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
   properties: {
     serverFarmId: plan.id
     httpsOnly: true
+    // Outbound only: the app reaches storage and Key Vault through their private endpoints.
+    // Flex Consumption has no route-all switch to set (Microsoft lists vnetRouteAllEnabled
+    // among the site properties it does not use). Inbound stays public, for Twilio.
+    virtualNetworkSubnetId: empty(virtualNetworkSubnetId) ? null : virtualNetworkSubnetId
     siteConfig: {
       minTlsVersion: '1.2'
       ftpsState: 'Disabled'
@@ -110,6 +133,12 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       scaleAndConcurrency: {
         instanceMemoryMB: instanceMemoryMB
         maximumInstanceCount: maximumInstanceCount
+        alwaysReady: httpAlwaysReadyInstances == 0 ? [] : [
+          {
+            name: 'http'
+            instanceCount: httpAlwaysReadyInstances
+          }
+        ]
         triggers: {
           http: {
             // Set explicitly so the HTTP bound in docs/deploy.md does not depend on
@@ -132,7 +161,7 @@ var customBaseUrl = endsWith(publicBaseUrl, '/') ? substring(publicBaseUrl, 0, l
 var baseUrl = !empty(customBaseUrl) ? customBaseUrl : 'https://${functionApp.properties.defaultHostName}'
 
 // A separate config resource, so PUBLIC_BASE_URL can use the host name the platform assigned.
-resource appSettings 'Microsoft.Web/sites/config@2024-04-01' = {
+resource appSettings 'Microsoft.Web/sites/config@2025-03-01' = {
   parent: functionApp
   name: 'appsettings'
   properties: {

@@ -19,7 +19,7 @@ resource topic 'Microsoft.EventGrid/topics@2025-02-15' = {
     inputSchema: 'CloudEventSchemaV1_0'
     disableLocalAuth: true
     minimumTlsVersionAllowed: '1.2'
-    // checkov:skip=CKV_AZURE_193: the app has no virtual network integration, so it publishes over the public endpoint; every request still needs an Entra token and the role
+    // checkov:skip=CKV_AZURE_193: the topic has no private endpoint, so the app publishes over its public endpoint, with or without the virtual network; every request needs an Entra token and the role
     publicNetworkAccess: 'Enabled'
   }
 }

@@ -18,7 +18,24 @@ param twilioAuthTokenSecondary string = ''
 @description('Secret of the Twilio API key; the secret is created only when set.')
 param twilioApiKeySecret string = ''
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
+// Network access. The defaults are a deployment with vnetEnabled (main.bicep): the public
+// endpoint is closed and the app reads secrets through the vault's private endpoint
+// (private-endpoints.bicep). main.bicep passes enabled and Allow when vnetEnabled is false.
+// Either way a read needs an Entra ID token and the Secrets User role. The secrets below are
+// written through Azure Resource Manager, whose requests the vault's network rules don't
+// govern (they apply to the data plane only), so provisioning works from anywhere.
+@allowed([
+  'enabled'
+  'disabled'
+])
+param publicNetworkAccess string = 'disabled'
+@allowed([
+  'Allow'
+  'Deny'
+])
+param networkDefaultAction string = 'Deny'
+
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' = {
   name: name
   location: location
   tags: tags
@@ -32,18 +49,16 @@ resource vault 'Microsoft.KeyVault/vaults@2023-07-01' = {
     enableSoftDelete: true
     softDeleteRetentionInDays: 90
     enablePurgeProtection: true
-    publicNetworkAccess: 'Enabled'
+    publicNetworkAccess: publicNetworkAccess
     networkAcls: {
-      // No virtual network integration, so the app reaches the vault over its public
-      // endpoint; reads still need an Entra token and the Secrets User role.
-      defaultAction: 'Allow'
+      defaultAction: networkDefaultAction
       bypass: 'AzureServices'
     }
   }
 }
 
 // Secret names are the contract with the code (telephony/config/settings.py, secret_name).
-resource authToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
+resource authToken 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = {
   parent: vault
   name: 'twilio-auth-token'
   properties: {
@@ -52,7 +67,7 @@ resource authToken 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {
   }
 }
 
-resource authTokenSecondary 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(twilioAuthTokenSecondary)) {
+resource authTokenSecondary 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (!empty(twilioAuthTokenSecondary)) {
   parent: vault
   name: 'twilio-auth-token-secondary'
   properties: {
@@ -61,7 +76,7 @@ resource authTokenSecondary 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if 
   }
 }
 
-resource apiKeySecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(twilioApiKeySecret)) {
+resource apiKeySecret 'Microsoft.KeyVault/vaults/secrets@2026-02-01' = if (!empty(twilioApiKeySecret)) {
   parent: vault
   name: 'twilio-api-key-secret'
   properties: {

@@ -47,56 +47,56 @@ var roles = {
   eventGridDataSender: 'd5a91429-5739-47e2-a06b-3470a27159e7'
 }
 
-resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+resource storage 'Microsoft.Storage/storageAccounts@2026-04-01' existing = {
   name: storageAccountName
 }
 
-resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2023-05-01' existing = {
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2026-04-01' existing = {
   parent: storage
   name: 'default'
 }
 
-resource outboundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+resource outboundQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2026-04-01' existing = {
   parent: queueService
   name: outboundQueueName
 }
 
-resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2026-04-01' existing = {
   parent: queueService
   name: poisonQueueName
 }
 
-resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2023-05-01' existing = {
+resource eventsQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2026-04-01' existing = {
   parent: queueService
   name: eventsQueueName
 }
 
-resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2023-05-01' existing = {
+resource tableService 'Microsoft.Storage/storageAccounts/tableServices@2026-04-01' existing = {
   parent: storage
   name: 'default'
 }
 
-resource deliveriesTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+resource deliveriesTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' existing = {
   parent: tableService
   name: deliveriesTableName
 }
 
-resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+resource optoutsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' existing = {
   parent: tableService
   name: optoutsTableName
 }
 
-resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+resource callTrailsTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' existing = {
   parent: tableService
   name: callTrailsTableName
 }
 
-resource callDataTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2023-05-01' existing = {
+resource callDataTable 'Microsoft.Storage/storageAccounts/tableServices/tables@2026-04-01' existing = {
   parent: tableService
   name: callDataTableName
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+resource vault 'Microsoft.KeyVault/vaults@2026-02-01' existing = {
   name: keyVaultName
 }
 

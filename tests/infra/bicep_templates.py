@@ -2,8 +2,9 @@
 
 pycep turns a template into nested dicts. Two quirks shape the functions below: a bare
 identifier (a parameter, variable or resource symbol) is a plain string leaf, so a reference
-to a parameter is a leaf equal to its name; and a conditional resource nests its body as
-`config.config` beside `config.condition`.
+to a parameter is a leaf equal to its name; and a conditional resource, like a resource
+declared in a loop (`[for ... in ...: {...}]`), nests its body as `config.config` beside
+`config.condition` (and `config.loop_type`).
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ class Resource:
     existing: bool
     condition: Any  # None when the resource is unconditional
     body: dict[str, Any]  # name, parent, scope, properties, ...
+    loop: dict[str, Any] | None = None  # pycep's loop_type of a `[for ...]` resource
 
     @property
     def properties(self) -> dict[str, Any]:
@@ -112,10 +114,11 @@ class Template:
         found = []
         for symbol, spec in self.tree.get("resources", {}).items():
             config = spec["config"]
-            condition = None
+            condition, loop = None, None
             if "condition" in config and "config" in config:
-                condition, config = config["condition"], config["config"]
-            resource = Resource(symbol, spec["type"], spec["existing"], condition, config)
+                condition, loop = config["condition"], config.get("loop_type")
+                config = config["config"]
+            resource = Resource(symbol, spec["type"], spec["existing"], condition, config, loop)
             if resource.existing == existing and type_ in (None, resource.type):
                 found.append(resource)
         return found

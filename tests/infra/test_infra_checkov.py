@@ -25,29 +25,29 @@ def checkov_executable() -> str | None:
     return shutil.which("checkov")
 
 
-def test_checkov_finds_no_failed_check() -> None:
+# Storage and Key Vault network checks that must pass, not be skipped: with vnetEnabled (the
+# default) both have their public endpoints closed.
+NETWORK_CHECKS = ("CKV_AZURE_35", "CKV_AZURE_59", "CKV_AZURE_109", "CKV_AZURE_189")
+# One result in --compact output: the check's line, then one line per resource.
+CHECK_RESULT = re.compile(r"^Check: (CKV2?_[A-Z]+_\d+):.*\n\t(PASSED|FAILED|SKIPPED) for", re.M)
+
+
+def run_checkov(*args: str) -> subprocess.CompletedProcess[str]:
     checkov = checkov_executable()
     if checkov is None:
         pytest.fail("checkov not found: install it into .venv-checkov (see README) or set CHECKOV")
-
-    result = subprocess.run(
-        [
-            checkov,
-            "-d",
-            "infra",
-            "--framework",
-            "bicep",
-            "--config-file",
-            str(CONFIG),
-            "--compact",
-            "--quiet",
-        ],
+    return subprocess.run(
+        [checkov, "-d", "infra", "--framework", "bicep", "--config-file", str(CONFIG), *args],
         cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
     )
+
+
+def test_checkov_finds_no_failed_check() -> None:
+    result = run_checkov("--compact", "--quiet")
 
     summary = re.search(
         r"Passed checks: (\d+), Failed checks: (\d+), Skipped checks: \d+"
@@ -62,6 +62,22 @@ def test_checkov_finds_no_failed_check() -> None:
     assert int(summary[3] or 0) == 0, result.stdout
     assert passed > 0
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_storage_and_key_vault_network_checks_pass_and_are_not_skipped() -> None:
+    result = run_checkov("--compact", "--check", ",".join(NETWORK_CHECKS))
+    outcomes: dict[str, set[str]] = {}
+    for check, outcome in CHECK_RESULT.findall(result.stdout):
+        outcomes.setdefault(check, set()).add(outcome)
+
+    assert outcomes == {check: {"PASSED"} for check in NETWORK_CHECKS}, result.stdout
+    assert not set(NETWORK_CHECKS) & set(_skipped_checks())
+
+
+def _skipped_checks() -> list[str]:
+    lines = CONFIG.read_text().splitlines()
+    start = lines.index("skip-check:")
+    return re.findall(r"^  - (CKV2?_[A-Z]+_\d+)", "\n".join(lines[start + 1 :]), re.M)
 
 
 def test_every_checkov_skip_has_a_reason() -> None:

@@ -5,7 +5,8 @@ The rule, against telephony.config.settings.SETTINGS:
   which the code reads as "use the default");
 - a secret is never an app setting: it is a Key Vault secret named by its secret_name, read
   by the code through the Key Vault SDK;
-- a local_only setting is never deployed;
+- a local_only or deploy_only setting is never deployed (deploy_only ones are read from
+  the azd environment by azd's hooks, not by the app);
 - anything else in the app settings must be on PLATFORM_SETTINGS, read by the Functions
   host or an Azure SDK rather than by telephony.config.settings.
 """
@@ -33,7 +34,9 @@ PLATFORM_SETTINGS = frozenset(
 
 
 def test_app_settings_are_the_code_settings_plus_platform_settings() -> None:
-    expected = {s.name for s in SETTINGS if not s.is_secret and not s.local_only}
+    expected = {
+        s.name for s in SETTINGS if not s.is_secret and not s.local_only and not s.deploy_only
+    }
     expected |= PLATFORM_SETTINGS
     actual = set(app_settings())
 
@@ -56,7 +59,7 @@ def test_secrets_are_key_vault_secrets_and_not_app_settings() -> None:
 
 
 def test_local_only_settings_are_not_deployed() -> None:
-    local_only = {s.name for s in SETTINGS if s.local_only}
+    local_only = {s.name for s in SETTINGS if s.local_only or s.deploy_only}
 
     assert not local_only & set(app_settings())
 

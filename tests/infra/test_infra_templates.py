@@ -238,6 +238,18 @@ def test_no_resource_uses_a_preview_api_version() -> None:
     assert not previews
 
 
+def test_each_resource_type_uses_one_api_version_everywhere() -> None:
+    # An upgrade (docs/deploy.md, "API versions") moves every use of a type at once, so a
+    # module's `existing` reference never reads a resource through an older shape.
+    versions: dict[str, set[str]] = {}
+    for t in all_templates():
+        for spec in t.tree.get("resources", {}).values():
+            versions.setdefault(spec["type"], set()).add(spec["api_version"])
+
+    mixed = {type_: sorted(found) for type_, found in versions.items() if len(found) > 1}
+    assert not mixed
+
+
 def test_events_queue_and_reconcile_settings_reach_the_app_with_the_code_defaults() -> None:
     settings = app_settings()
     api = template("app/api.bicep").parameters
