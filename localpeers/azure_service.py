@@ -166,6 +166,7 @@ class ConnectProxy:
         self._routes = dict(routes)  # "host:port" -> loopback port
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.tunnels_opened = 0  # each one a TCP connection and a TLS handshake to the service
 
     async def start(self, sock: socket.socket) -> None:
         """Serve on an already bound listening socket."""
@@ -215,6 +216,7 @@ class ConnectProxy:
         except OSError:
             await _reply(writer, "502 Bad Gateway")
             return None
+        self.tunnels_opened += 1
         await _reply(writer, "200 Connection established")
         return upstream
 
@@ -373,6 +375,11 @@ class LocalAzureService:
     def token_request_count(self) -> int:
         """How many token requests the managed identity endpoint received."""
         return len(self._issuer.requests)
+
+    @property
+    def connection_count(self) -> int:
+        """How many connections to the service the proxy opened (CONNECT requests it granted)."""
+        return self._proxy.tunnels_opened if self._proxy is not None else 0
 
     # Outages of the service itself (the identity endpoint and the proxy stay up)
 

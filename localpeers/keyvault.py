@@ -89,6 +89,7 @@ class _VaultState:
 
     def __init__(self) -> None:
         self.requests: Counter[str] = Counter()
+        self.statuses: Counter[int] = Counter()
         self.challenges = 0
         self.failure_status: int | None = None
         self.readers: frozenset[str] | None = None  # None: every identity may read
@@ -147,6 +148,10 @@ class LocalKeyVault(LocalAzureService):
         """HTTP requests for this secret, the unauthenticated challenge request included."""
         return self._state.requests[secret_name]
 
+    def response_count(self, status: int) -> int:
+        """Secret requests answered with this status (e.g. 404 for an unset secret)."""
+        return self._state.statuses[status]
+
     @property
     def challenge_count(self) -> int:
         """How many 401 bearer challenges the vault answered."""
@@ -179,8 +184,13 @@ class LocalKeyVault(LocalAzureService):
         return app
 
     async def _get_secret(self, request: web.Request) -> web.Response:
+        self._state.requests[request.match_info["name"]] += 1
+        response = self._answer(request)
+        self._state.statuses[response.status] += 1
+        return response
+
+    def _answer(self, request: web.Request) -> web.Response:
         name = request.match_info["name"]
-        self._state.requests[name] += 1
         if self._state.failure_status is not None:
             return azure_error(
                 self._state.failure_status, "ServiceUnavailable", "The vault is down."

@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 import weakref
-from collections.abc import Coroutine, Iterator, Mapping
+from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any, TypeVar
@@ -68,14 +68,17 @@ class TwilioMock:
         prism_port: int = 0,
         work_dir: Path | None = None,
         startup_timeout: float = 30.0,
+        also_serve: Sequence[Path] = (),
     ) -> None:
         """Configure the peer; `start` runs it.
 
         `port` is the proxy's port and `prism_port` Prism's (0 picks a free one). The derived
         spec and Prism's log go to `work_dir` (a temporary directory, removed on stop, when
-        None).
+        None). `also_serve` names further Twilio API descriptions (`MESSAGING_V1_SPEC`) that
+        the same Prism serves beside the 2010 API, each under its own path prefix.
         """
         self._port = port
+        self._also_serve = tuple(also_serve)
         self._prism_port = prism_port
         self._work_dir = work_dir
         self._remove_work_dir: weakref.finalize[Any, Any] | None = None
@@ -102,7 +105,7 @@ class TwilioMock:
         sock = _listening_socket(self._port)
         try:
             work_dir = self._ensure_work_dir()
-            self.spec_path = derive_spec(work_dir)
+            self.spec_path = derive_spec(work_dir, also=self._also_serve)
             self._prism = start_prism(
                 self.spec_path, self._prism_port, work_dir / "prism.log", self._startup_timeout
             )

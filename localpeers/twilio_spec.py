@@ -14,7 +14,7 @@ encoding of array fields, which Prism needs to accept Twilio's own requests.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,9 @@ TWILIO_SPEC = (
     Path(__file__).resolve().parents[1]
     / "node_modules/@twilio-alpha/mcp/twilio-oai/spec/json/twilio_api_v2010.json"
 )
+# Twilio's Messaging API (messaging.twilio.com/v1: Messaging Services), for tests that need
+# it beside the 2010 API: `derive_spec(..., also=[MESSAGING_V1_SPEC])`.
+MESSAGING_V1_SPEC = TWILIO_SPEC.with_name("twilio_messaging_v1.json")
 
 # Twilio error codes the derived spec offers, per HTTP status; the first is the default.
 # Extend here when a test needs another code: fault injection can only ask Prism for
@@ -144,11 +147,31 @@ def add_error_responses(spec: dict[str, Any]) -> dict[str, Any]:
     return spec
 
 
-def derive_spec(target_dir: Path, source: Path = TWILIO_SPEC) -> Path:
-    """Write the mock's copy of Twilio's spec into `target_dir`; return its path."""
+def merge_spec(spec: dict[str, Any], other: dict[str, Any]) -> dict[str, Any]:
+    """Add `other`'s paths and components to `spec`, in place: one Prism serves both.
+
+    Twilio's descriptions of its APIs use disjoint path prefixes (/2010-04-01, /v1) and
+    component names prefixed by API (api.v2010..., messaging.v1...), so nothing collides.
+    """
+    spec["paths"].update(other["paths"])
+    for kind, entries in other.get("components", {}).items():
+        spec.setdefault("components", {}).setdefault(kind, {}).update(entries)
+    return spec
+
+
+def _read_spec(source: Path) -> dict[str, Any]:
     if not source.is_file():
         raise TwilioMockStartError(f"Twilio's OpenAPI spec is missing at {source}; npm install")
-    spec = json.loads(source.read_text(encoding="utf-8"))
+    spec: dict[str, Any] = json.loads(source.read_text(encoding="utf-8"))
+    return spec
+
+
+def derive_spec(target_dir: Path, source: Path = TWILIO_SPEC, also: Sequence[Path] = ()) -> Path:
+    """Write the mock's copy of Twilio's spec (with the APIs of `also` merged in) into
+    `target_dir`; return its path."""
+    spec = _read_spec(source)
+    for other in also:
+        merge_spec(spec, _read_spec(other))
     spec = declare_form_arrays(add_error_responses(spec))
     target = target_dir / "twilio_api_v2010.mock.json"
     # Compact JSON: Prism parses this on every start.

@@ -18,7 +18,7 @@ from telephony.config.settings import Settings
 from telephony.errors import DocumentError, FlowDocumentError, SettingsError
 
 if TYPE_CHECKING:
-    from telephony.adapters.signature import SignatureValidator
+    from telephony.adapters.signature import FormParams, SignatureValidator
     from telephony.adapters.twilio_rest import Credentials
     from telephony.events import EventSink
     from telephony.events.model import OutcomeEvent
@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from telephony.flows.data import CallDataStore, DataSchema
     from telephony.flows.trail import CallTrailStore
     from telephony.flows.voice import FlowCalls
+    from telephony.health import HealthCheck
     from telephony.outbound.calls import CallPlacer
     from telephony.outbound.commands import CommandRules
     from telephony.outbound.reconcile import ReconcileIndex, Reconciler
@@ -41,6 +42,7 @@ if TYPE_CHECKING:
 Clock = Callable[[], datetime]
 Enqueue = Callable[[str], object]
 Requeue = Callable[[str, timedelta], object]  # a message, and how long it stays invisible
+StoragePing = Callable[[], object]  # one cheap Storage round trip; raises when it fails
 T = TypeVar("T")
 
 
@@ -97,6 +99,7 @@ class Container:
         event_sinks: Sequence[EventSink] | None = None,
         call_trails: CallTrailStore | None = None,
         call_data: CallDataStore | None = None,
+        storage_ping: StoragePing | None = None,
     ) -> None:
         self.settings = settings
         self.secrets = secrets
@@ -112,6 +115,7 @@ class Container:
             "event_sinks": event_sinks,
             "call_trails": call_trails,
             "call_data": call_data,
+            "storage_ping": storage_ping,
         }
         self.__dict__.update({name: part for name, part in given.items() if part is not None})
 
@@ -153,6 +157,13 @@ class Container:
         from telephony.adapters.storage import delayed_queue_sender, queue_client
 
         return delayed_queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
+
+    @part
+    def storage_ping(self) -> StoragePing:
+        """One read of the deliveries table with short timeouts (GET /api/health)."""
+        from telephony.adapters.storage import table_pinger, table_service
+
+        return table_pinger(table_service(self.env), self.settings.deliveries_table_name)
 
     @part
     def clock(self) -> Clock:
@@ -444,13 +455,65 @@ class Container:
             return Credentials(account_sid, self.settings.api_key_sid, secret)
         return Credentials(account_sid, account_sid, self.secrets.require("TWILIO_AUTH_TOKEN"))
 
-    def signature_validator(self) -> SignatureValidator:
-        """A validator for the current auth token and, during a rotation, the previous one."""
+    def signature_validator(self) -> RotatingSignatureValidator:
+        """A validator for the current auth token that reads the previous one (rotation)
+        only for a request the current token did not sign."""
         from telephony.adapters.signature import SignatureValidator
 
-        primary = self.secrets.require("TWILIO_AUTH_TOKEN")
-        secondary = self.secrets.get("TWILIO_AUTH_TOKEN_SECONDARY")
-        return SignatureValidator([primary] + ([secondary] if secondary else []))
+        current = SignatureValidator([self.secrets.require("TWILIO_AUTH_TOKEN")])
+        return RotatingSignatureValidator(current, self._previous_token_validator)
+
+    def _previous_token_validator(self) -> SignatureValidator | None:
+        # A vault that cannot say raises SecretUnavailableError: the webhook fails closed.
+        previous = self.secrets.get("TWILIO_AUTH_TOKEN_SECONDARY")
+        if not previous:
+            return None
+        from telephony.adapters.signature import SignatureValidator
+
+        return SignatureValidator([previous])
+
+    # Health: what GET /api/health looks at (the settings loaded with the container).
+
+    @part
+    def health(self) -> HealthCheck:
+        """The secrets readable and Storage answering, checked at most once every few
+        seconds: the route is anonymous, and must not hammer Key Vault or Storage."""
+        from telephony.health import HealthCheck
+
+        return HealthCheck({"secrets": self._secrets_readable, "storage": self._storage_answers})
+
+    def _secrets_readable(self) -> None:
+        self.credentials()  # the REST secret: the auth token, or the API key's secret
+        self.secrets.require("TWILIO_AUTH_TOKEN")  # signatures need it with an API key too
+
+    def _storage_answers(self) -> None:
+        self.storage_ping()  # built on the first check: a missing setting fails the check
+
+
+class RotatingSignatureValidator:
+    """Webhook signatures checked against the current auth token and, only when that fails,
+    the previous one (TWILIO_AUTH_TOKEN_SECONDARY, set during a rotation).
+
+    The previous token is optional and usually absent: reading it up front cost every cold
+    instance a Key Vault round trip (a 404) before its first answer. Read on a miss and
+    cached by the store, its absence too, it costs at most one read per SECRET_CACHE_SECONDS
+    however many requests the current token did not sign.
+    """
+
+    def __init__(
+        self, current: SignatureValidator, previous: Callable[[], SignatureValidator | None]
+    ) -> None:
+        self._current = current
+        self._previous = previous
+
+    def is_valid(self, url: str, params: FormParams | str, signature: str | None) -> bool:
+        """True when the current token, or else the previous one, signed the request."""
+        if not signature:
+            return False
+        if self._current.is_valid(url, params, signature):
+            return True
+        previous = self._previous()
+        return previous is not None and previous.is_valid(url, params, signature)
 
 
 def _is_index(store: object) -> bool:

@@ -12,7 +12,7 @@ import json
 import math
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,28 @@ def delayed_queue_sender(queue: QueueClient) -> Callable[[str, timedelta], None]
             queue.send_message(text, visibility_timeout=seconds)
 
     return send
+
+
+# GET /api/health must answer a probe in seconds: one retry (a dropped pooled connection),
+# and a few seconds to connect and to read, where the SDK would wait minutes.
+PING_OPTIONS: dict[str, Any] = {"retry_total": 1, "connection_timeout": 2, "read_timeout": 3}
+PING_PARTITION = "health"  # no record lives there: delivery records use one hex digit
+
+
+def table_pinger(service: TableServiceClient, table_name: str) -> Callable[[], None]:
+    """A function that reads one row of `table_name` that no record uses (one round trip);
+    failures are StorageUnavailableError."""
+    table = service.get_table_client(table_name)
+
+    def ping() -> None:
+        from azure.core.exceptions import ResourceNotFoundError
+
+        # Storage answered and the identity may read the table: not found is the expected
+        # answer (locally, also before the table's first use creates it).
+        with storage_errors("read the deliveries table"), suppress(ResourceNotFoundError):
+            table.get_entity(PING_PARTITION, "ping", **PING_OPTIONS)
+
+    return ping
 
 
 class QueueEventSink:

@@ -24,6 +24,9 @@ class SettingSpec:
     default: str | None = None
     secret_name: str | None = None  # Key Vault secret name, for secrets
     local_only: bool = False  # never set in Azure (development and tests)
+    # Read on the deploying machine from the azd environment (by an azd hook), never by
+    # the app: not an app setting either.
+    deploy_only: bool = False
 
     @property
     def is_secret(self) -> bool:
@@ -139,6 +142,13 @@ SETTINGS: tuple[SettingSpec, ...] = (
         "Default quiet hours of queued sends, HH:MM-HH:MM in the recipient's local time "
         "(21:00-08:00): a send inside is deferred, never dropped. A command's own quiet_hours "
         "wins; empty: none.",
+    ),
+    SettingSpec(
+        "TWILIO_WIRE_NUMBER",
+        "Deploy time only: true lets azd's postdeploy hook point the webhooks of "
+        "TWILIO_PHONE_NUMBER (and the Messaging Service's inbound URL) at the app "
+        "(python -m telephony.wire_number, docs/deploy.md).",
+        deploy_only=True,
     ),
     SettingSpec(
         "TWILIO_API_BASE_URL",

@@ -35,7 +35,7 @@ WORKER = ROOT / "tests" / "contract" / "worker.py"
 PUBLIC = "https://calls.contoso.com"
 FUNCTIONS = {
     "make_call", "voice_url", "sms_url", "status_callback", "send_message", "get_message",
-    "outbound", "reconcile",
+    "outbound", "reconcile", "health",
 }  # fmt: skip
 INBOUND = {"MessageSid": "SM" + "7" * 32, "From": "+15558675310", "To": "+15017122661"}
 
@@ -137,8 +137,8 @@ def answer(invocation: dict[str, Any]) -> tuple[int, str]:
 def invoked(
     package: Path, protocol: Path, settings: dict[str, str], twilio_mock_session: TwilioMock
 ) -> list[dict[str, Any]]:
-    """One worker: the webhooks, make_call, two queued commands and a reconcile run, in that
-    order."""
+    """One worker: the webhooks, make_call, two queued commands, a reconcile run and a
+    health check, in that order."""
     typo = base64.b64encode(b'{"to": "+15558675310", "sya": "hi"}').decode()
     bad_call = {"method": "POST", "url": f"{PUBLIC}/api/make_call",
                 "headers": {"Content-Type": "application/json"}, "body": typo}  # fmt: skip
@@ -152,6 +152,7 @@ def invoked(
         {"function": "outbound", "queue": {"id": "m-1", "body": json.dumps(command)}},
         {"function": "outbound", "queue": {"id": "m-2", "body": "not json"}},
         {"function": "reconcile", "timer": {"past_due": False}},
+        {"function": "health", "http": {"method": "GET", "url": f"{PUBLIC}/api/health"}},
     ]
     before = len(twilio_mock_session.find_requests("/Messages.json", method="POST"))
     invocations = list(run_worker(package, protocol, settings, invocations=script)["invocations"])
@@ -197,6 +198,11 @@ def test_a_queued_command_is_sent_and_recorded(
 def test_the_reconcile_timer_runs_through_the_runtime(invoked: list[dict[str, Any]]) -> None:
     # the timer binding's TimerInfo is converted by the runtime into func.TimerRequest
     assert invoked[6]["result"]["status"] == "Success", invoked[6]["result"]
+
+
+def test_health_answers_ok_through_the_runtime(invoked: list[dict[str, Any]]) -> None:
+    # the settings, the auth token and Azurite's deliveries table are all there
+    assert answer(invoked[7]) == (200, '{"status": "ok"}')
 
 
 def test_a_file_the_package_leaves_out_fails_the_invocation_that_needs_it(

@@ -78,6 +78,7 @@ OPERATIONS = [
     "POST /voice_url",
     "POST /sms_url",
     "POST /status_callback",
+    "GET /health",
 ]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 FORM = "application/x-www-form-urlencoded"

@@ -143,7 +143,7 @@ def test_every_http_function_is_described_with_its_route_and_methods_and_nothing
         for path, item in description()["paths"].items()
     }
     assert described == registered
-    assert len(registered) == 6  # make_call, send_message, get_message and three webhooks
+    assert len(registered) == 7  # make_call, send_message, get_message, three webhooks, health
 
 
 def test_operation_ids_are_the_function_names() -> None:
@@ -188,8 +188,8 @@ def test_function_key_routes_take_a_code_or_an_x_functions_key() -> None:
 def test_anonymous_routes_are_webhooks_that_require_the_twilio_signature_header() -> None:
     triggers = http_triggers().items()
     anonymous = [name for name, t in triggers if _value(t["authLevel"]) == "anonymous"]
-    assert sorted(anonymous) == ["sms_url", "status_callback", "voice_url"]
-    for name in anonymous:
+    assert sorted(anonymous) == ["health", "sms_url", "status_callback", "voice_url"]
+    for name in sorted(set(anonymous) - {"health"}):  # health takes no input at all
         operation = operation_of(name)
         headers = [followed(p) for p in operation["parameters"] if followed(p)["in"] == "header"]
         assert [(h["name"], h["required"]) for h in headers] == [(SIGNATURE_HEADER, True)]
@@ -285,6 +285,20 @@ def test_webhook_refusals_are_plain_text_and_503_is_the_error_schema() -> None:
         assert list(followed(operation_of(name)["responses"]["200"])["content"]) == [
             "application/xml"
         ]
+
+
+def test_health_documents_its_two_answers_and_takes_nothing() -> None:
+    operation = operation_of("health")
+    assert _statuses_in(function("health")) == documented("health") == {200, 503}
+    assert "parameters" not in operation and "requestBody" not in operation
+    statuses = set()
+    for code, response in operation["responses"].items():
+        content = followed(response)["content"]["application/json"]
+        schema = followed(content["schema"])
+        assert schema["required"] == ["status"] and schema["additionalProperties"] is False
+        statuses.add((int(code), content["example"]["status"]))
+    assert statuses == {(200, "ok"), (503, "unavailable")}
+    assert set(schema["properties"]["status"]["enum"]) == {"ok", "unavailable"}
 
 
 def test_the_error_schema_is_what_json_error_writes() -> None:
