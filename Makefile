@@ -83,6 +83,7 @@ bench: $(PY_STAMP) $(NODE_STAMP)
 	$(PY) bench/connections.py
 	$(PY) bench/outbound.py
 	$(PY) bench/events.py
+	$(PY) bench/cold_secrets.py
 	$(PY) bench/quiet_hours.py
 	$(PY) bench/stack_startup.py
 
