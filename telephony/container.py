@@ -129,41 +129,53 @@ class Container:
         return TwilioGateway(self.credentials, self.settings.twilio_api_base_url)
 
     @part
+    def table_service(self) -> Any:  # TableServiceClient: SDK types stay in the adapters
+        """One client (one connection pool) for every table of the account."""
+        from telephony.adapters.storage import table_service
+
+        return table_service(self.env)
+
+    @part
+    def outbound_queue(self) -> Any:  # QueueClient
+        """The outbound queue's client, for enqueueing and for putting deferred sends back."""
+        from telephony.adapters.storage import queue_client
+
+        return queue_client(self.env, self.settings.outbound_queue_name)
+
+    @part
     def deliveries(self) -> DeliveryStore:
         """Delivery records in Table Storage."""
-        from telephony.adapters.storage import table_service
         from telephony.adapters.tables import TableDeliveryStore
 
-        return TableDeliveryStore(table_service(self.env), self.settings.deliveries_table_name)
+        return TableDeliveryStore(self.table_service, self.settings.deliveries_table_name)
 
     @part
     def optouts(self) -> OptOutStore:
         """Numbers that opted out, in Table Storage."""
-        from telephony.adapters.storage import table_service
         from telephony.adapters.tables import TableOptOutStore
 
-        return TableOptOutStore(table_service(self.env), self.settings.optouts_table_name)
+        return TableOptOutStore(self.table_service, self.settings.optouts_table_name)
 
     @part
     def enqueue(self) -> Enqueue:
         """Puts one message on the outbound queue (POST /api/messages, forwards, flow SMS)."""
-        from telephony.adapters.storage import queue_client, queue_sender
+        from telephony.adapters.storage import queue_sender
 
-        return queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
+        return queue_sender(self.outbound_queue)
 
     @part
     def requeue(self) -> Requeue:
         """Puts a command back on the outbound queue, invisible until its quiet hours end."""
-        from telephony.adapters.storage import delayed_queue_sender, queue_client
+        from telephony.adapters.storage import queue_sender
 
-        return delayed_queue_sender(queue_client(self.env, self.settings.outbound_queue_name))
+        return queue_sender(self.outbound_queue)
 
     @part
     def storage_ping(self) -> StoragePing:
         """One read of the deliveries table with short timeouts (GET /api/health)."""
-        from telephony.adapters.storage import table_pinger, table_service
+        from telephony.adapters.storage import table_pinger
 
-        return table_pinger(table_service(self.env), self.settings.deliveries_table_name)
+        return table_pinger(self.table_service, self.settings.deliveries_table_name)
 
     @part
     def clock(self) -> Clock:
@@ -287,9 +299,8 @@ class Container:
         """The webhooks of calls in a flow, kept in Table Storage until each call's
         telephony.call.completed is published (built on first use, only while events are on)."""
         from telephony.adapters.call_trails import TableCallTrailStore
-        from telephony.adapters.storage import table_service
 
-        return TableCallTrailStore(table_service(self.env), self.settings.call_trails_table_name)
+        return TableCallTrailStore(self.table_service, self.settings.call_trails_table_name)
 
     @part
     def flow_calls(self) -> FlowCalls:
@@ -307,11 +318,10 @@ class Container:
         """The data of calls to flows that declare data, in Table Storage, with the rows a
         process read kept in memory (built on first use: only such calls need it)."""
         from telephony.adapters.call_data import TableCallDataStore
-        from telephony.adapters.storage import table_service
         from telephony.flows.data import CachedCallData
 
         table = self.settings.call_data_table_name
-        return CachedCallData(TableCallDataStore(table_service(self.env), table))
+        return CachedCallData(TableCallDataStore(self.table_service, table))
 
     @part
     def command_rules(self) -> CommandRules:

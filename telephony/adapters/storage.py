@@ -49,25 +49,15 @@ def queue_client(env: Mapping[str, str], queue_name: str) -> QueueClient:
     return QueueClient(endpoint, queue_name, credential=_credential(env), **_queue_options())
 
 
-def queue_sender(queue: QueueClient) -> Callable[[str], None]:
-    """A function that puts one message on `queue`; failures are StorageUnavailableError."""
+def queue_sender(queue: QueueClient) -> Callable[..., None]:
+    """A function that puts one message on `queue`, invisible for `delay` when given (at
+    most 7 days, Storage's limit); failures are StorageUnavailableError."""
 
-    def send(text: str) -> None:
-        with storage_errors("enqueue an outbound command"):
-            queue.send_message(text)
-
-    return send
-
-
-def delayed_queue_sender(queue: QueueClient) -> Callable[[str, timedelta], None]:
-    """A function that puts one message on `queue`, invisible for a while (at most 7 days,
-    Storage's limit); failures are StorageUnavailableError."""
-
-    def send(text: str, delay: timedelta) -> None:
-        # Whole seconds, rounded up: the message never comes back before its time.
-        seconds = max(1, math.ceil(delay.total_seconds()))
-        with storage_errors("put an outbound command back on the queue"):
-            queue.send_message(text, visibility_timeout=seconds)
+    def send(text: str, delay: timedelta | None = None) -> None:
+        # Whole seconds, rounded up: a delayed message never comes back before its time.
+        hidden = None if delay is None else max(1, math.ceil(delay.total_seconds()))
+        with storage_errors("put a command on the outbound queue"):
+            queue.send_message(text, visibility_timeout=hidden)
 
     return send
 
