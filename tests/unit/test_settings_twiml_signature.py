@@ -22,6 +22,13 @@ def test_defaults() -> None:
     assert settings.secret_cache_seconds == 300
 
 
+def test_the_events_queue_is_on_by_default_and_off_when_set_empty() -> None:
+    assert Settings.from_env({}).events_queue_name == "telephony-events"
+    assert Settings.from_env({"EVENTS_QUEUE_NAME": " "}).events_queue_name is None
+    assert Settings.from_env({"EVENTS_QUEUE_NAME": "events"}).events_queue_name == "events"
+    assert Settings.from_env({"RECONCILE_AFTER_MINUTES": "45"}).reconcile_after_minutes == 45
+
+
 def test_regions_and_base_url_are_normalised() -> None:
     settings = Settings.from_env(
         {"ALLOWED_DESTINATION_COUNTRIES": "us, ca ,", "PUBLIC_BASE_URL": "https://x.example/"}
@@ -37,6 +44,11 @@ def test_regions_and_base_url_are_normalised() -> None:
         ({"PUBLIC_BASE_URL": "calls.example.net"}, "PUBLIC_BASE_URL"),
         ({"SECRET_CACHE_SECONDS": "soon"}, "SECRET_CACHE_SECONDS"),
         ({"SECRET_CACHE_SECONDS": "-1"}, "SECRET_CACHE_SECONDS"),
+        ({"RECONCILE_AFTER_MINUTES": "soon"}, "RECONCILE_AFTER_MINUTES"),
+        ({"RECONCILE_AFTER_MINUTES": "0"}, "RECONCILE_AFTER_MINUTES"),
+        ({"RECONCILE_AFTER_MINUTES": "nan"}, "RECONCILE_AFTER_MINUTES"),
+        ({"RECONCILE_AFTER_MINUTES": "20000"}, "RECONCILE_AFTER_MINUTES"),
+        ({"EVENT_GRID_TOPIC_ENDPOINT": "http://topic.example/api/events"}, "EVENT_GRID_TOPIC"),
     ],
 )
 def test_malformed_settings_name_the_setting(env: dict[str, str], name: str) -> None:
